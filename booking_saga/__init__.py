@@ -1,0 +1,1 @@
+"""booking-saga: process wiring (settings, embedded servers, CLI) around the api/workflows/activities/services."""

@@ -1,0 +1,66 @@
+"""One settings object for every process, read from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    # Empty means "start the embedded server" for `booking-saga dev` and the tests; production sets both.
+    database_url: str = ""
+    redis_url: str = ""
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+
+    task_queue_checkout: str = "checkout"
+    task_queue_flight: str = "flight"
+    task_queue_hotel: str = "hotel"
+    task_queue_orders: str = "orders"
+
+    hold_seconds_default: int = 600
+    hold_seconds_min: int = 5
+    hold_seconds_max: int = 3600
+    # A hold may be pushed out by extend, but never further than this from the checkout's start.
+    hold_lifetime_max_seconds: int = 7200
+    # The sweeper only expires holds this long past expires_at: the workflow's own timer goes first.
+    sweeper_grace_seconds: int = 120
+
+    operator_token: str = ""
+    # Keys the HMAC that turns (customer_id, Idempotency-Key) into an unguessable checkout id.
+    checkout_id_secret: str = "dev-only-change-me"
+    cors_origins: list[str] = Field(default_factory=list)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    redis_budget_ms: int = 50
+    cache_ttl_seconds: int = 300
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if not (0 < self.hold_seconds_min <= self.hold_seconds_default <= self.hold_seconds_max):
+            raise ValueError("need 0 < HOLD_SECONDS_MIN <= HOLD_SECONDS_DEFAULT <= HOLD_SECONDS_MAX")
+        if "*" in self.cors_origins:
+            # Credentials (the operator bearer token) must never be sent to any origin.
+            raise ValueError("CORS_ORIGINS may not contain '*': list the front-end origins")
+        return self
+
+    def task_queue(self, service: str) -> str:
+        return {
+            "checkout": self.task_queue_checkout,
+            "flight": self.task_queue_flight,
+            "hotel": self.task_queue_hotel,
+            "orders": self.task_queue_orders,
+        }[service]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

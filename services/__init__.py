@@ -1,0 +1,1 @@
+"""Inventory services (flight, hotel, orders) and the hold ledger they share."""

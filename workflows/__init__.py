@@ -1,0 +1,1 @@
+"""CheckoutSaga and its deterministic helpers."""
