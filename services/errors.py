@@ -14,7 +14,9 @@ class LedgerError(Exception):
 class Unavailable(LedgerError):
     def __init__(self, shortages: list[Shortage]) -> None:
         self.shortages = shortages
-        super().__init__("; ".join(f"{s.resource}: requested {s.requested}, available {s.available}" for s in shortages))
+        super().__init__(
+            "; ".join(f"{s.resource}: requested {s.requested}, available {s.available}" for s in shortages)
+        )
 
 
 class UnknownResource(LedgerError):

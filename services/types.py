@@ -76,7 +76,10 @@ class HoldStatus(StrEnum):
 
 
 class HoldLine(Frozen):
-    """One inventory row a hold touches. `resource` is human-readable: 'BA117/economy', 'H1/deluxe/2026-12-01', 'SKU-1'."""
+    """One inventory row a hold touches.
+
+    `resource` is human-readable: 'BA117/economy', 'H1/deluxe/2026-12-01', 'SKU-1'.
+    """
 
     resource: str
     quantity: int

@@ -41,8 +41,13 @@ class CheckoutStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset(
-    {CheckoutStatus.CONFIRMED, CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED, CheckoutStatus.REJECTED,
-     CheckoutStatus.FAILED}
+    {
+        CheckoutStatus.CONFIRMED,
+        CheckoutStatus.CANCELLED,
+        CheckoutStatus.EXPIRED,
+        CheckoutStatus.REJECTED,
+        CheckoutStatus.FAILED,
+    }
 )
 
 
@@ -61,7 +66,11 @@ class CheckoutRequest(Frozen):
         return self
 
     def services(self) -> list[ServiceName]:
-        named: list[tuple[ServiceName, object]] = [("flight", self.flight), ("hotel", self.hotel), ("orders", self.items)]
+        named: list[tuple[ServiceName, object]] = [
+            ("flight", self.flight),
+            ("hotel", self.hotel),
+            ("orders", self.items),
+        ]
         return [name for name, part in named if part is not None]
 
 

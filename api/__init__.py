@@ -1,0 +1,1 @@
+"""The checkout HTTP API (FastAPI): routes per area, request/response schemas, problem+json errors."""

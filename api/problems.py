@@ -1,0 +1,172 @@
+"""RFC 9457 problem+json: the one error shape every route answers with.
+
+Routes raise `ProblemError`; the handlers installed by `install_problem_handlers` turn it, FastAPI's
+validation errors and Starlette's HTTP errors into `application/problem+json` responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Problem `type` URIs: stable identifiers a client can switch on (they need not resolve).
+TYPE_BASE = "https://booking-saga.dev/problems/"
+RETRY_AFTER_SECONDS = 2
+
+log = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 describes it. Some problems add members (see the specific schemas)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A URI that identifies the kind of problem.", examples=[TYPE_BASE + "not-found"])
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, in words.")
+    instance: str | None = Field(default=None, description="The request path.")
+
+
+class FieldError(BaseModel):
+    location: str = Field(description="Where the bad value is: 'body.flight.seats', 'header.Idempotency-Key'.")
+    message: str
+
+
+class ValidationProblem(Problem):
+    """The request is malformed or breaks a rule; `errors` lists every bad field."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ProblemError(Exception):
+    """Raised anywhere below a route to answer with a problem. `extras` become extra members."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extras: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extras = extras
+
+
+def service_unavailable(detail: str, *, kind: str = "temporarily-unavailable") -> ProblemError:
+    """A 503 the client should retry (with the same Idempotency-Key) after Retry-After seconds."""
+    return ProblemError(
+        503, kind, "Service temporarily unavailable", detail,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extras: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + kind if kind != "about:blank" else kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extras,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _readable(error: dict[str, Any]) -> str:
+    """One validation error in words, e.g. "body.flight.seats: Input should be greater than or equal to 1"."""
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        return f"the body is not valid JSON ({reason})"
+    message = str(error.get("msg", "invalid value"))
+    # pydantic prefixes messages raised in validators with "Value error, ": the rest is the readable part.
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        message = "is required"
+    if loc and loc[0] == "header" and error.get("type") == "string_pattern_mismatch":
+        message = "must be 1 to 128 of A-Z a-z 0-9 . _ : -"
+    return f"{_location(loc)}: {message}" if loc else message
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(request, exc.status, exc.kind, exc.title, exc.detail, exc.headers, **exc.extras)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    # A missing or malformed Idempotency-Key is a 400, as the IETF Idempotency-Key draft asks;
+    # everything else wrong with a request is 422.
+    header_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("header",)]
+    shown = header_errors or errors
+    status = 400 if header_errors else 422
+    fields = [FieldError(location=_location(e.get("loc", ())), message=_readable(e)) for e in shown]
+    detail = "; ".join(f.message for f in fields) or "the request is invalid"
+    title = "Bad request header" if header_errors else "Invalid request"
+    return problem_response(
+        request, status, "invalid-request", title, detail,
+        errors=[f.model_dump() for f in fields],
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"there is nothing at {request.url.path}"
+    return problem_response(
+        request, exc.status_code, kinds.get(exc.status_code, "about:blank"),
+        _title(exc.status_code), detail, dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Never expected: every known failure is mapped to a specific problem. Still answer in the same shape.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, 500, "internal-error", "Internal error", "an unexpected error occurred")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,128 @@
+"""The `booking-saga` command: one sub-command per part, each reading the same Settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from booking_saga.settings import Settings, get_settings
+
+SERVICES = ("checkout", "flight", "hotel", "orders", "all")
+
+
+def _need_database(settings: Settings) -> None:
+    if not settings.database_url:
+        sys.exit("DATABASE_URL is not set (only `booking-saga dev` starts an embedded PostgreSQL)")
+
+
+def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    from booking_saga.devstack import run
+
+    return run(settings)
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if not settings.operator_token:
+        sys.exit("OPERATOR_TOKEN is not set: the API will not start without an operator token")
+    _need_database(settings)
+    uvicorn.run("api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+                log_level="warning")
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.worker import run_worker
+
+    if args.service != "checkout":
+        _need_database(settings)
+    asyncio.run(run_worker(settings, args.service, noop=args.noop))
+    return 0
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from booking_saga.maintenance import migrate
+
+    _need_database(settings)
+    asyncio.run(migrate(settings.database_url))
+    print("migrated to head")
+    return 0
+
+
+def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
+    from booking_saga.maintenance import seed
+
+    _need_database(settings)
+    asyncio.run(seed(settings.database_url))
+    print("demo inventory seeded")
+    return 0
+
+
+def cmd_audit(settings: Settings, _args: argparse.Namespace) -> int:
+    from booking_saga.maintenance import audit
+
+    _need_database(settings)
+    violations = asyncio.run(audit(settings.database_url))
+    report = {"ok": not violations, "violations": [v.model_dump() for v in violations]}
+    print(json.dumps(report, indent=2))
+    return 0 if not violations else 1
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.replay import replay_files, replay_query
+
+    if args.query is not None:
+        return asyncio.run(replay_query(settings, args.query))
+    if not args.files:
+        sys.exit("give history JSON files, or --query to replay a running server's histories")
+    return asyncio.run(replay_files(args.files))
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from bench.run import main as bench_main
+
+    return bench_main(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="booking-saga", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="the whole embedded stack: Temporal (UI :8233), PostgreSQL, Redis, workers, API :8000")
+    sub.add_parser("api", help="the HTTP API (uvicorn) against configured servers")
+    worker = sub.add_parser("worker", help="Temporal worker(s) for one service, or all")
+    worker.add_argument("--service", choices=SERVICES, default="all")
+    worker.add_argument("--noop", action="store_true", help="no-op activities under the real names (benchmark floor)")
+    sub.add_parser("migrate", help="apply the Alembic migrations")
+    sub.add_parser("seed", help="upsert the demo inventory")
+    sub.add_parser("audit", help="check the ledger invariant; exit 1 on any violation")
+    replay = sub.add_parser("replay", help="replay workflow histories against the current code")
+    replay.add_argument("files", nargs="*", help="history JSON files")
+    replay.add_argument("--query", help='visibility query on the running server, e.g. "WorkflowType=\'CheckoutSaga\'"')
+    bench = sub.add_parser("bench", help="benchmarks, reported as ratios against a floor measured in the same run")
+    bench.add_argument("--size", choices=("tiny", "small", "full"), default="small")
+    bench.add_argument("--out", default=".bench")
+    return parser
+
+
+COMMANDS = {
+    "dev": cmd_dev,
+    "api": cmd_api,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "audit": cmd_audit,
+    "replay": cmd_replay,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](get_settings(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

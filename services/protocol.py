@@ -1,0 +1,90 @@
+"""What every inventory service offers the activities and the API. flight, hotel and orders implement it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from services.types import (
+    Alternative,
+    FlightRequest,
+    HoldResult,
+    HotelRequest,
+    ItemsRequest,
+    RowAvailability,
+    ServiceName,
+    Violation,
+)
+
+ServiceRequest = FlightRequest | HotelRequest | ItemsRequest
+
+
+@dataclass(frozen=True)
+class RowState:
+    """One inventory row as a committed transaction left it (read with RETURNING inside that transaction).
+
+    `resource` names the row the way HoldLine and Shortage do: 'BA117/economy', 'H1/deluxe/2026-12-01', 'SKU-1'.
+    `version` grows by one on every change of the row, so a cache can refuse to go back in time.
+    """
+
+    service: ServiceName
+    resource: str
+    capacity: int
+    held: int
+    sold: int
+    version: int
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.held - self.sold
+
+    @property
+    def availability(self) -> RowAvailability:
+        return RowAvailability(
+            capacity=self.capacity, held=self.held, sold=self.sold, available=self.available, version=self.version
+        )
+
+
+class RowChange(Protocol):
+    """A ledger row after a committed change, for the availability cache. RowState satisfies it."""
+
+    service: ServiceName
+    resource: str
+
+    @property
+    def availability(self) -> RowAvailability: ...
+
+
+class AvailabilitySink(Protocol):
+    """Told about every committed ledger change (the Redis cache implements it).
+
+    Called after the commit with every row the transaction changed, at most once per transaction, never with
+    an empty list. Should not raise: the ledger logs and swallows anything it raises, because the change is
+    already committed and the cache is only a hint.
+    """
+
+    async def publish(self, rows: list[RowState]) -> None: ...
+
+
+class InventoryService(Protocol):
+    """The hold ledger operations of one service. Each call is one transaction, idempotent by hold key.
+
+    Raises only services.errors types: Unavailable, UnknownResource, HoldNotActive, InvalidRequest, Busy.
+    """
+
+    name: ServiceName
+
+    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult: ...
+
+    async def confirm(self, hold_key: str) -> HoldResult: ...
+
+    async def release(self, hold_key: str) -> HoldResult: ...
+
+    async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult: ...
+
+    async def alternatives(self, request: ServiceRequest) -> list[Alternative]: ...
+
+    async def expire_overdue(self, now: datetime, grace_seconds: int) -> int: ...
+
+    async def audit(self) -> list[Violation]: ...
