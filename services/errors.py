@@ -40,3 +40,7 @@ class Busy(LedgerError):
     """A lock was not granted within lock_timeout, or the database is unreachable: try again."""
 
     retryable = True
+
+
+class StorageError(Busy):
+    """An unexpected database error (logged in full). Retryable: most are transient (failover, restart)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Integer, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -51,7 +51,11 @@ class HoldRow:
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
         statuses = ", ".join(f"'{s}'" for s in HOLD_STATUSES)
-        return (CheckConstraint(f"status IN ({statuses})", name="known_status"),)
+        return (
+            CheckConstraint(f"status IN ({statuses})", name="known_status"),
+            # The sweeper only ever looks at ACTIVE holds by expiry.
+            Index("holds_active_expiry", "expires_at", postgresql_where=text("status = 'ACTIVE'")),
+        )
 
 
 class HoldLineRow:
