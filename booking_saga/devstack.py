@@ -1,4 +1,7 @@
-"""`booking-saga dev`: the whole stack on one machine from wheels, data kept under .data/ between runs."""
+"""The whole stack on one machine from wheels: `booking-saga dev`, and the benchmarks' servers.
+
+Data is kept under DATA_DIR between runs. Each part is a child process stopped in reverse order.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import asyncio
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from booking_saga.children import Children
-from booking_saga.embedded import port_is_free, redis_args, redis_url, start_postgres, wait_for_port
+from booking_saga.children import Children, stop
+from booking_saga.embedded import EmbeddedPostgres, port_is_free, redis_args, redis_url, start_postgres, wait_for_port
 from booking_saga.settings import Settings
 from booking_saga.temporal import dev_server_path
 from workflows.search_attributes import dev_server_flags
@@ -22,14 +26,14 @@ class PortInUse(Exception):
     pass
 
 
-def _temporal_port(settings: Settings) -> int:
+def temporal_port(settings: Settings) -> int:
     return int(settings.temporal_address.rsplit(":", 1)[1])
 
 
 def check_ports(settings: Settings) -> None:
     wanted = {
         "API (API_PORT)": settings.api_port,
-        "Temporal frontend (TEMPORAL_ADDRESS)": _temporal_port(settings),
+        "Temporal frontend (TEMPORAL_ADDRESS)": temporal_port(settings),
         "Temporal UI (TEMPORAL_UI_PORT)": settings.temporal_ui_port,
     }
     if not settings.redis_url:
@@ -43,7 +47,7 @@ def check_ports(settings: Settings) -> None:
         )
 
 
-def _wait_ready(url: str, children: Children, timeout: float = 120.0) -> None:
+def wait_ready(url: str, children: Children, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (failed := children.exited()) is not None:
@@ -65,76 +69,107 @@ async def _migrate_and_seed(database_url: str) -> None:
     await seed(database_url)
 
 
-def run(settings: Settings) -> int:
-    try:
-        check_ports(settings)
-    except PortInUse as problem:
-        print(problem, file=sys.stderr)
-        return 2
+class Stack:
+    """Temporal dev server, PostgreSQL and Redis (embedded unless configured), then workers and the API."""
 
-    data_dir = Path(settings.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    children = Children()
-    postgres = None
+    def __init__(self, settings: Settings, *, persist: bool = True, seed: bool = True) -> None:
+        self.settings = settings
+        self.persist = persist
+        self.seed = seed
+        self.data_dir = Path(settings.data_dir).resolve()
+        self.children = Children()
+        self.postgres: EmbeddedPostgres | None = None
+        self.workers: subprocess.Popen[bytes] | None = None
+        self.database_url = settings.database_url
+        self.redis_url = settings.redis_url
+        self.operator_token = settings.operator_token or secrets.token_urlsafe(24)
+        self.api_url = f"http://{settings.api_host}:{settings.api_port}"
+        self.ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url,
+                    TEMPORAL_ADDRESS=self.settings.temporal_address, OPERATOR_TOKEN=self.operator_token)
+
+    def start_servers(self) -> None:
+        check_ports(self.settings)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.postgres = start_postgres(self.data_dir / "postgres", delete_on_stop=not self.persist)
+            self.database_url = self.postgres.url
+        if not self.redis_url:
+            port = self.settings.embedded_redis_port
+            self.children.start("redis", redis_args(self.data_dir / "redis", port, persist=self.persist))
+            wait_for_port(port)
+            self.redis_url = redis_url(port)
+        port = temporal_port(self.settings)
+        store = ["--db-filename", str(self.data_dir / "temporal.db")] if self.persist else []
+        self.children.start(
+            "temporal",
+            [dev_server_path(), "server", "start-dev", *store, "--ip", "127.0.0.1", "--port", str(port),
+             "--ui-port", str(self.settings.temporal_ui_port), "--log-level", "warn",
+             "--namespace", self.settings.temporal_namespace, *dev_server_flags()],
+        )
+        wait_for_port(port, timeout=60)
+        if self.seed:
+            asyncio.run(_migrate_and_seed(self.database_url))
+
+    def start_workers(self, *, noop: bool = False) -> None:
+        args = [sys.executable, "-m", "booking_saga.cli", "worker", "--service", "all"]
+        self.workers = self.children.start("workers", args + (["--noop"] if noop else []), self.env())
+
+    def stop_workers(self) -> None:
+        if self.workers is not None:
+            stop(self.workers)
+            self.children.started = [(n, p) for n, p in self.children.started if p is not self.workers]
+            self.workers = None
+
+    def start_api(self) -> None:
+        self.children.start("api", [sys.executable, "-m", "booking_saga.cli", "api"], self.env())
+        wait_ready(f"{self.api_url}/readyz", self.children)
+
+    def stop(self) -> None:
+        self.children.stop_all()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
+
+def run(settings: Settings) -> int:
+    """`booking-saga dev`: bring everything up, print where it is, wait for Ctrl-C."""
+    stack = Stack(settings)
     stopping = False
 
-    def _request_stop(signum: int, _frame: object) -> None:
+    def _request_stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
     try:
-        database_url = settings.database_url
-        if not database_url:
-            postgres = start_postgres(data_dir / "postgres")
-            database_url = postgres.url
-        cache_url = settings.redis_url
-        if not cache_url:
-            children.start("redis", redis_args(data_dir / "redis", settings.embedded_redis_port, persist=True))
-            wait_for_port(settings.embedded_redis_port)
-            cache_url = redis_url(settings.embedded_redis_port)
-
-        temporal_port = _temporal_port(settings)
-        children.start(
-            "temporal",
-            [dev_server_path(), "server", "start-dev", "--db-filename", str(data_dir / "temporal.db"),
-             "--ip", "127.0.0.1", "--port", str(temporal_port), "--ui-port", str(settings.temporal_ui_port),
-             "--log-level", "warn", "--namespace", settings.temporal_namespace, *dev_server_flags()],
-        )
-        wait_for_port(temporal_port, timeout=60)
-
-        asyncio.run(_migrate_and_seed(database_url))
-
-        operator_token = settings.operator_token or secrets.token_urlsafe(24)
-        env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=cache_url,
-                   TEMPORAL_ADDRESS=settings.temporal_address, OPERATOR_TOKEN=operator_token)
-        command = [sys.executable, "-m", "booking_saga.cli"]
-        children.start("workers", [*command, "worker", "--service", "all"], env)
-        children.start("api", [*command, "api"], env)
-        api = f"http://{settings.api_host}:{settings.api_port}"
+        stack.start_servers()
+        stack.start_workers()
+        stack.start_api()
         token_note = "" if settings.operator_token else "  (generated: set OPERATOR_TOKEN to keep one)"
-        _wait_ready(f"{api}/readyz", children)
-
         print(
             "\nbooking-saga is up:\n"
-            f"  API            {api}  (docs: {api}/docs)\n"
-            f"  Temporal UI    http://127.0.0.1:{settings.temporal_ui_port}\n"
+            f"  API            {stack.api_url}  (docs: {stack.api_url}/docs)\n"
+            f"  Temporal UI    {stack.ui_url}\n"
             f"  Temporal       {settings.temporal_address}  namespace {settings.temporal_namespace}\n"
-            f"  PostgreSQL     {database_url}\n"
-            f"  Redis          {cache_url}\n"
-            f"  operator token {operator_token}{token_note}\n"
+            f"  PostgreSQL     {stack.database_url}\n"
+            f"  Redis          {stack.redis_url}\n"
+            f"  operator token {stack.operator_token}{token_note}\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
         while not stopping:
-            if (failed := children.exited()) is not None:
+            if (failed := stack.children.exited()) is not None:
                 print(f"{failed[0]} exited with code {failed[1]}: stopping the stack", file=sys.stderr)
                 return 1
             time.sleep(0.3)
         return 0
+    except PortInUse as problem:
+        print(problem, file=sys.stderr)
+        return 2
     finally:
         print("stopping...", file=sys.stderr, flush=True)
-        children.stop_all()
-        if postgres is not None:
-            postgres.stop()
+        stack.stop()
