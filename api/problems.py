@@ -170,3 +170,32 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+_DESCRIPTIONS = {
+    400: "A missing or malformed Idempotency-Key header.",
+    401: "No operator token, or the wrong one.",
+    404: "No such resource.",
+    409: "The checkout is not in a state that allows this.",
+    422: "The body or a parameter is invalid; `errors` lists each problem.",
+    503: "A dependency (Temporal, the database) is unreachable: retry after Retry-After seconds.",
+}
+
+
+def problem_docs(*statuses: int, **overrides: tuple[type[Problem], str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problems a route can answer with.
+
+    `overrides` maps "s409" style names to (schema, description) for problems with extra members.
+    The media type is switched to application/problem+json for the whole document in api/openapi.py.
+    """
+    docs: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model: type[Problem] = ValidationProblem if status in (400, 422) else Problem
+        description = _DESCRIPTIONS.get(status, "An error.")
+        if f"s{status}" in overrides:
+            model, description = overrides[f"s{status}"]
+        entry: dict[str, Any] = {"model": model, "description": description}
+        if status == 503:
+            entry["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+        docs[status] = entry
+    return docs

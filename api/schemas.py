@@ -127,6 +127,8 @@ class CheckoutProblem(Problem):
 # ---- inventory (operators) -------------------------------------------------------------------------------
 
 Capacity = Annotated[int, Field(ge=0, le=1_000_000)]
+# pydantic documents the key pattern as patternProperties only; say outright that no other key is accepted.
+_CAPACITY_MAP_SCHEMA = {"additionalProperties": False, "propertyNames": {"pattern": r"^[A-Za-z0-9._:-]{1,64}$"}}
 Place = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -134,12 +136,17 @@ class FlightInventory(Body):
     origin: Place
     destination: Place
     departs_at: datetime
-    seats: dict[Identifier, Capacity] = Field(min_length=1, description="Capacity per seat class.")
+    seats: dict[Identifier, Capacity] = Field(
+        min_length=1, max_length=50, description="Capacity per seat class.", json_schema_extra=_CAPACITY_MAP_SCHEMA
+    )
 
 
 class HotelInventory(Body):
     city: Place
-    rooms: dict[Identifier, Capacity] = Field(min_length=1, description="Capacity per room type, per night.")
+    rooms: dict[Identifier, Capacity] = Field(
+        min_length=1, max_length=50, description="Capacity per room type, per night.",
+        json_schema_extra=_CAPACITY_MAP_SCHEMA,
+    )
     nights_from: date
     nights_to: date = Field(description="The last night offered (inclusive).")
 

@@ -1,0 +1,28 @@
+"""Operator routes: `Authorization: Bearer <OPERATOR_TOKEN>`."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import StateDep
+from api.problems import ProblemError
+
+# auto_error=False: a missing header must give our problem+json 401, not FastAPI's plain 403.
+bearer = HTTPBearer(auto_error=False, scheme_name="OperatorToken", description="The operator token (OPERATOR_TOKEN).")
+
+
+async def require_operator(
+    state: StateDep, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> None:
+    expected = state.settings.operator_token
+    given = credentials.credentials if credentials is not None else ""
+    # Constant-time compare: response times must not reveal how much of a guess was right.
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ProblemError(
+            401, "unauthorized", "Unauthorized",
+            "this route needs `Authorization: Bearer <operator token>`" if not given else "wrong operator token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

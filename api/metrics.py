@@ -1,0 +1,47 @@
+"""Prometheus metrics, in a registry per app (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from workflows.models import CheckoutView
+
+# Checkouts answer in ~0.05 s to a few seconds (a slow ledger, lock retries); the buckets cover that.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.checkouts = Counter(
+            "booking_checkouts",
+            "POST /v1/checkouts answers, by outcome (held, rejected, failed, replayed statuses, errors).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.checkout_latency = Histogram(
+            "booking_checkout_seconds",
+            "Time to answer POST /v1/checkouts, holds placed or rolled back included.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.holds = Counter(
+            "booking_holds",
+            "Holds reported in checkout answers, by service and hold outcome.",
+            ["service", "outcome"],
+            registry=self.registry,
+        )
+        self.dependency_errors = Counter(
+            "booking_dependency_errors",
+            "Calls to a dependency (temporal, database, redis) that failed.",
+            ["dependency"],
+            registry=self.registry,
+        )
+
+    def observe_checkout(self, outcome: str, seconds: float, view: CheckoutView | None = None) -> None:
+        self.checkouts.labels(outcome=outcome).inc()
+        self.checkout_latency.labels(outcome=outcome).observe(seconds)
+        if view is not None:
+            for hold in view.holds:
+                self.holds.labels(service=hold.service, outcome=hold.status.value.lower()).inc()

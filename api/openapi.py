@@ -1,0 +1,80 @@
+"""The OpenAPI document: FastAPI's, with every error response typed application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.problems import PROBLEM_MEDIA_TYPE
+
+DESCRIPTION = """
+Multi-service bookings as one checkout: a flight seat, hotel rooms and shop items are held together or not at
+all, for `hold_seconds`, then confirmed, cancelled, extended or left to expire. Each checkout is a Temporal
+saga (`CheckoutSaga`), visible to operators in the Temporal UI.
+
+* **Idempotency**: `POST /v1/checkouts` needs an `Idempotency-Key` header. Sending the same key and body again
+  (a retry, a double click, a timeout) answers the same and never creates a second checkout.
+* **Errors** are `application/problem+json` (RFC 9457) with a `detail` in words.
+* **Operators** authenticate with `Authorization: Bearer <OPERATOR_TOKEN>`.
+"""
+
+TAGS = [
+    {"name": "checkouts", "description": "Hold, confirm, cancel and extend multi-service checkouts."},
+    {"name": "availability", "description": "What is left to book, straight from the ledgers."},
+    {"name": "operators", "description": "Inventory upserts and the ledger audit (operator token)."},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+
+def _problem_media_types(schema: dict[str, Any]) -> None:
+    """FastAPI documents every response model as application/json; problems are served as problem+json.
+
+    Its default 422 (HTTPValidationError) is replaced too: our handler answers validation errors with
+    ValidationProblem (see api/problems.py).
+    """
+    components = schema.get("components", {}).get("schemas", {})
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                json_schema = content.get("application/json", {}).get("schema", {})
+                if json_schema.get("$ref") == "#/components/schemas/HTTPValidationError":
+                    json_schema["$ref"] = "#/components/schemas/ValidationProblem"
+                    response["description"] = "The request is invalid; `errors` lists each problem."
+                    components.setdefault("ValidationProblem", _validation_problem_schema())
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if ref.endswith("Problem"):
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
+def _validation_problem_schema() -> dict[str, Any]:
+    from api.problems import ValidationProblem
+
+    return ValidationProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def _drop_unused(schema: dict[str, Any]) -> None:
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    # ValidationProblem's own definitions (FieldError) must exist when it was added here.
+    for name, definition in _validation_problem_schema().get("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.get("ValidationProblem", {}).pop("$defs", None)
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            _problem_media_types(schema)
+            _drop_unused(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

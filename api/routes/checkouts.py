@@ -1,0 +1,189 @@
+"""Checkouts: create (Update-with-Start), read, confirm, cancel, extend."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path
+
+from api import saga
+from api.deps import StateDep
+from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, checkout_id, request_hash
+from api.precheck import check_resources_exist
+from api.problems import ProblemError, problem_docs, service_unavailable
+from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody
+from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutStatus, CheckoutView, ExtendInput
+
+router = APIRouter(prefix="/v1/checkouts", tags=["checkouts"])
+
+# The saga answers `submit` with one of these once its holds are placed: the checkout exists (201).
+PLACED = {CheckoutStatus.HELD, CheckoutStatus.CONFIRMED, CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED}
+# Cancel is a no-op success for a checkout that holds nothing any more.
+NOTHING_HELD = {CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED, CheckoutStatus.REJECTED, CheckoutStatus.FAILED}
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Chosen by the client, one per checkout attempt: the same key and body again give the same "
+        "answer and never a second checkout.",
+    ),
+]
+CheckoutId = Annotated[str, Path(description="The checkout id from the 201 answer.", examples=["co-" + "0" * 32])]
+
+
+def _conflict(view: CheckoutView, title: str, detail: str, kind: str = "checkout-conflict") -> ProblemError:
+    return ProblemError(
+        409, kind, title, detail,
+        checkout_id=view.checkout_id,
+        checkout_status=view.status.value,
+        unavailable=[s.model_dump(mode="json") for s in view.unavailable],
+        alternatives=[a.model_dump(mode="json") for a in view.alternatives],
+    )
+
+
+def _not_placed(view: CheckoutView) -> ProblemError:
+    if view.status == CheckoutStatus.REJECTED:
+        short = "; ".join(f"{s.resource}: requested {s.requested}, available {s.available}" for s in view.unavailable)
+        return _conflict(view, "Not available", f"not enough inventory ({short or 'sold out'}); nothing is held, "
+                         "see `alternatives`", kind="checkout-rejected")
+    if view.status == CheckoutStatus.PENDING:
+        raise service_unavailable("the checkout is still being placed; retry the same request")
+    return _conflict(view, "Checkout failed", f"the checkout ended {view.status.value}: {view.error or 'see status'}; "
+                     "nothing is held. Retry with a new Idempotency-Key", kind="checkout-failed")
+
+
+def _valid_id(checkout_id_: str) -> str:
+    # Ids are HMACs: anything else cannot exist, and need not reach Temporal.
+    if not re.fullmatch(CHECKOUT_ID_PATTERN, checkout_id_):
+        raise saga.unknown_checkout(checkout_id_)
+    return checkout_id_
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Checkout,
+    summary="Place a checkout's holds",
+    responses=problem_docs(
+        400, 409, 422, 503,
+        s409=(CheckoutProblem, "Not available (`checkout_status` REJECTED, with `unavailable` and `alternatives`) "
+              "or failed; nothing is held."),
+    ),
+)
+async def create_checkout(body: CheckoutBody, idempotency_key: IdempotencyKey, state: StateDep) -> Checkout:
+    """Hold everything the checkout asks for, or nothing: 201 once every hold is placed (status HELD, until
+    `expires_at`), 409 when something is short (the holds already placed are rolled back).
+
+    The same Idempotency-Key with the same body answers the same, even while the first request runs, and even
+    after the checkout has moved on (then with its current status). The same key with another body is a 422.
+    """
+    started = time.perf_counter()
+    outcome = "error"
+    view: CheckoutView | None = None
+    try:
+        settings = state.settings
+        hold_seconds = settings.hold_seconds_default if body.hold_seconds is None else body.hold_seconds
+        if not settings.hold_seconds_min <= hold_seconds <= settings.hold_seconds_max:
+            outcome = "invalid"
+            raise ProblemError(
+                422, "invalid-request", "Invalid request",
+                f"hold_seconds must be between {settings.hold_seconds_min} and {settings.hold_seconds_max}",
+            )
+        request = body.to_request()
+        await check_resources_exist(state.services, request)
+        client = state.temporal.require()
+        cid = checkout_id(settings.checkout_id_secret, request.customer_id, idempotency_key)
+        digest = request_hash(request, hold_seconds)
+        view = await saga.submit(client, settings, cid, request, digest, hold_seconds)
+        if view.request_hash != digest:
+            outcome = "key_reused"
+            raise ProblemError(
+                422, "idempotency-key-reused", "Idempotency-Key reused",
+                "this Idempotency-Key was already used with another request body; use a new key for a new checkout",
+                checkout_id=cid,
+            )
+        outcome = view.status.value.lower()
+        if view.status not in PLACED:
+            raise _not_placed(view)
+        return Checkout.from_view(view)
+    except ProblemError as problem:
+        if outcome == "error":
+            outcome = {503: "unavailable", 422: "invalid"}.get(problem.status, outcome)
+        raise
+    finally:
+        state.metrics.observe_checkout(outcome, time.perf_counter() - started, view)
+
+
+@router.get("/{checkout_id}", response_model=Checkout, summary="Read a checkout",
+            responses=problem_docs(404, 409, 503))
+async def get_checkout(checkout_id: CheckoutId, state: StateDep) -> Checkout:
+    """The checkout now: status, holds, `expires_at` while HELD, and the history of its status changes."""
+    checkout_id = _valid_id(checkout_id)
+    return Checkout.from_view(await saga.current_view(state.temporal.require(), checkout_id))
+
+
+@router.post(
+    "/{checkout_id}/confirm",
+    response_model=Checkout,
+    summary="Confirm a held checkout",
+    responses=problem_docs(404, 409, 503, s409=(CheckoutProblem, "The checkout is not HELD (expired, cancelled, "
+                                                                 "rejected): `checkout_status` says which.")),
+)
+async def confirm_checkout(checkout_id: CheckoutId, state: StateDep) -> Checkout:
+    """Turn the holds into sales. Repeatable: confirming a CONFIRMED checkout answers 200 again."""
+    checkout_id = _valid_id(checkout_id)
+    try:
+        view = await saga.update(state.temporal.require(), checkout_id, CONFIRM)
+    except saga.RefusedUpdate as refused:
+        view = refused.view
+        if view.status != CheckoutStatus.CONFIRMED:
+            raise _conflict(view, "Cannot confirm", f"the checkout is {view.status.value}: {refused.reason}") from None
+    if view.status != CheckoutStatus.CONFIRMED:
+        raise _conflict(view, "Cannot confirm", f"the checkout is {view.status.value}")
+    return Checkout.from_view(view)
+
+
+@router.post(
+    "/{checkout_id}/cancel",
+    response_model=Checkout,
+    summary="Cancel a checkout",
+    responses=problem_docs(404, 409, 503, s409=(CheckoutProblem, "The checkout is already CONFIRMED.")),
+)
+async def cancel_checkout(checkout_id: CheckoutId, state: StateDep) -> Checkout:
+    """Release the holds. Repeatable; a checkout that holds nothing any more (cancelled, expired, rejected)
+    answers 200 with its status. Only a CONFIRMED checkout cannot be cancelled (409)."""
+    checkout_id = _valid_id(checkout_id)
+    try:
+        view = await saga.update(state.temporal.require(), checkout_id, CANCEL)
+    except saga.RefusedUpdate as refused:
+        view = refused.view
+        if view.status not in NOTHING_HELD:
+            raise _conflict(view, "Cannot cancel", f"the checkout is {view.status.value}: {refused.reason}") from None
+    return Checkout.from_view(view)
+
+
+@router.post(
+    "/{checkout_id}/extend",
+    response_model=Checkout,
+    summary="Extend a checkout's holds",
+    responses=problem_docs(404, 409, 422, 503, s409=(CheckoutProblem, "The checkout is not HELD, or the new "
+                                                                      "expiry would pass the maximum hold lifetime.")),
+)
+async def extend_checkout(checkout_id: CheckoutId, body: ExtendBody, state: StateDep) -> Checkout:
+    """Push `expires_at` out by `seconds`, within the configured maximum hold lifetime."""
+    settings = state.settings
+    if body.seconds > settings.hold_seconds_max:
+        raise ProblemError(422, "invalid-request", "Invalid request",
+                           f"seconds must be between 1 and {settings.hold_seconds_max}")
+    checkout_id = _valid_id(checkout_id)
+    client = state.temporal.require()
+    try:
+        view = await saga.update(client, checkout_id, EXTEND, ExtendInput(seconds=body.seconds))
+    except saga.RefusedUpdate as refused:
+        raise _conflict(refused.view, "Cannot extend",
+                        f"the checkout is {refused.view.status.value}: {refused.reason}") from None
+    return Checkout.from_view(view)

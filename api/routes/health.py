@@ -1,0 +1,88 @@
+"""Liveness, readiness per dependency, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.deps import AppState, StateDep
+from api.schemas import DependencyCheck, Liveness, Readiness
+
+router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/healthz", response_model=Liveness, summary="Liveness")
+async def healthz() -> Liveness:
+    """The process answers. Says nothing about dependencies: see /readyz."""
+    return Liveness()
+
+
+async def _check_temporal(state: AppState) -> DependencyCheck:
+    client = state.temporal.client
+    if client is None:
+        return DependencyCheck(ok=False, detail=state.temporal.last_error or "not connected")
+    try:
+        await asyncio.wait_for(client.service_client.check_health(), CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure means "not ready", with its reason
+        return DependencyCheck(ok=False, detail=f"health check failed: {exc}")
+    return DependencyCheck(ok=True, detail=f"connected to {state.settings.temporal_address}")
+
+
+async def _check_database(state: AppState) -> DependencyCheck:
+    if state.engine is None:
+        return DependencyCheck(ok=False, detail="DATABASE_URL is not set")
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        state.metrics.dependency_errors.labels(dependency="database").inc()
+        return DependencyCheck(ok=False, detail=f"cannot reach PostgreSQL: {type(exc).__name__}")
+    return DependencyCheck(ok=True, detail="PostgreSQL answers")
+
+
+async def _check_redis(state: AppState) -> DependencyCheck:
+    if state.redis is None:
+        # Redis is only a hint: without it the API is still ready, just without the sold-out fast path.
+        return DependencyCheck(ok=True, detail="not configured (no availability cache)")
+    try:
+        await asyncio.wait_for(state.redis.ping(), CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        state.metrics.dependency_errors.labels(dependency="redis").inc()
+        return DependencyCheck(ok=True, detail=f"unreachable, cache skipped: {type(exc).__name__}")
+    return DependencyCheck(ok=True, detail="Redis answers")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness, per dependency",
+    responses={503: {"model": Readiness, "description": "A required dependency (Temporal, PostgreSQL) is down."}},
+)
+async def readyz(state: StateDep) -> JSONResponse:
+    """Ready when Temporal and PostgreSQL answer. Redis is reported but never makes the API unready:
+    it is a cache, and checkouts work without it."""
+    temporal, database, redis = await asyncio.gather(
+        _check_temporal(state), _check_database(state), _check_redis(state)
+    )
+    readiness = Readiness(
+        ready=temporal.ok and database.ok,
+        checks={"temporal": temporal, "database": database, "redis": redis},
+    )
+    return JSONResponse(readiness.model_dump(mode="json"), status_code=200 if readiness.ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+                     "description": "Prometheus text exposition format."}},
+)
+async def metrics(state: StateDep) -> Response:
+    """Checkouts by outcome, answer latency, holds by service and outcome, dependency errors."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
