@@ -1,0 +1,5 @@
+"""The hotel service."""
+
+from services.hotel.service import HotelService
+
+__all__ = ["HotelService"]

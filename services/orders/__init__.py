@@ -1,0 +1,5 @@
+"""The orders service."""
+
+from services.orders.service import OrdersService
+
+__all__ = ["OrdersService"]

@@ -1,0 +1,75 @@
+"""What every service shares: the ledger calls that need no natural keys, and the operator upsert of one row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.errors import InvalidRequest
+from services.ledger.ledger import Ledger, LedgerTables
+from services.protocol import AvailabilitySink, RowState
+from services.types import HoldResult, ServiceName, Violation
+
+RequestT = TypeVar("RequestT")
+
+
+class LedgerService:
+    """Base of FlightService, HotelService and OrdersService. Subclasses set `name` and `tables`."""
+
+    name: ServiceName
+    tables: LedgerTables
+
+    def __init__(self, engine: AsyncEngine, sink: AvailabilitySink | None = None) -> None:
+        self.engine = engine
+        self.ledger = Ledger(self.name, engine, self.tables, sink)
+
+    async def confirm(self, hold_key: str) -> HoldResult:
+        return await self.ledger.confirm(hold_key)
+
+    async def release(self, hold_key: str) -> HoldResult:
+        return await self.ledger.release(hold_key)
+
+    async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
+        return await self.ledger.extend(hold_key, expires_at)
+
+    async def expire_overdue(self, now: datetime, grace_seconds: int) -> int:
+        return await self.ledger.expire_overdue(now, grace_seconds)
+
+    async def audit(self) -> list[Violation]:
+        return await self.ledger.audit()
+
+    def _expect(self, request: object, kind: type[RequestT]) -> RequestT:
+        if not isinstance(request, kind):
+            raise InvalidRequest(f"the {self.name} service takes a {kind.__name__}, not {type(request).__name__}")
+        return request
+
+    async def _set_capacity(
+        self, conn: AsyncConnection, natural_key: dict[str, Any], resource: str, capacity: int
+    ) -> RowState:
+        """Insert or re-size one inventory row. Refuses (InvalidRequest) a capacity below held + sold.
+
+        Callers lock the entity's existing rows in id order first (`_lock_rows`), the ledger's lock order.
+        """
+        inv = self.tables.inventory
+        insert = pg_insert(inv).values(**natural_key, resource=resource, capacity=capacity)
+        upsert = insert.on_conflict_do_update(
+            index_elements=list(natural_key),
+            set_={"capacity": insert.excluded.capacity, "version": inv.version + 1},
+            where=inv.held + inv.sold <= insert.excluded.capacity,
+        ).returning(inv.resource, inv.capacity, inv.held, inv.sold, inv.version)
+        row = (await conn.execute(upsert)).first()
+        if row is None:
+            in_use = await conn.scalar(select(inv.held + inv.sold).where(inv.resource == resource))
+            raise InvalidRequest(f"{resource}: capacity {capacity} is below held + sold ({in_use})")
+        return RowState(self.name, row.resource, row.capacity, row.held, row.sold, row.version)
+
+    async def _lock_rows(self, conn: AsyncConnection, *where: Any) -> None:
+        inv = self.tables.inventory
+        await conn.execute(select(inv.id).where(*where).order_by(inv.id).with_for_update())
+
+    async def _publish(self, rows: list[RowState]) -> None:
+        await self.ledger.publish(rows)

@@ -1,0 +1,54 @@
+"""Run the Alembic migrations from code (no alembic.ini), on the asyncpg driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.db import async_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMAS = ("flight", "hotel", "orders")
+# Serializes migrations of one database across processes (several test runs may share a database).
+MIGRATION_LOCK_ID = 0x6B5A6761  # arbitrary, fixed
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def upgrade(url: str) -> None:
+    """Bring the three service schemas to the newest revision. Safe to run concurrently and repeatedly."""
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def reset(url: str) -> None:
+    """Drop the three service schemas and the version table, then upgrade: an empty ledger (for tests)."""
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            for schema in SCHEMAS:
+                await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            await conn.execute(text("DROP TABLE IF EXISTS public.alembic_version"))
+            await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,56 @@
+"""Ledger tests: real PostgreSQL, schemas reset once per session, one engine shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.db import create_engine
+from services.flight.service import FlightService
+from services.hotel.service import HotelService
+from services.migrate import reset
+from services.orders.service import OrdersService
+from services.protocol import InventoryService
+from services.registry import build_services
+from services.types import ServiceName
+
+
+@pytest.fixture(scope="session")
+async def ledger_database(database_url: str) -> str:
+    await reset(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+async def engine(ledger_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(ledger_database, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def services(engine: AsyncEngine) -> dict[ServiceName, InventoryService]:
+    return build_services(engine)
+
+
+@pytest.fixture
+def flight(services: dict[ServiceName, InventoryService]) -> FlightService:
+    service = services["flight"]
+    assert isinstance(service, FlightService)
+    return service
+
+
+@pytest.fixture
+def hotel(services: dict[ServiceName, InventoryService]) -> HotelService:
+    service = services["hotel"]
+    assert isinstance(service, HotelService)
+    return service
+
+
+@pytest.fixture
+def orders(services: dict[ServiceName, InventoryService]) -> OrdersService:
+    service = services["orders"]
+    assert isinstance(service, OrdersService)
+    return service

@@ -1,0 +1,101 @@
+"""Availability, alternatives, demo seed and the migration matching the models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.flight.models import Base as FlightBase
+from services.flight.service import FlightService
+from services.hotel.models import Base as HotelBase
+from services.hotel.service import HotelService
+from services.migrate import SCHEMAS
+from services.orders.models import Base as OrdersBase
+from services.orders.service import OrdersService
+from services.seed import seed_demo
+from services.types import FlightRequest, HotelRequest, ItemLine, ItemsRequest
+from tests.ledger.helpers import assert_ledger_clean, later, unique
+
+
+async def test_flight_alternatives_nearest_departure_on_route(flight: FlightService) -> None:
+    origin, destination = unique("O"), unique("D")
+    base = datetime.now(UTC) + timedelta(days=3)
+    full, near, far, elsewhere = (unique("FL") for _ in range(4))
+    await flight.upsert_flight(full, origin, destination, base, {"economy": 1, "business": 0})
+    await flight.upsert_flight(near, origin, destination, base + timedelta(hours=2), {"economy": 5})
+    await flight.upsert_flight(far, origin, destination, base + timedelta(days=2), {"economy": 5})
+    await flight.upsert_flight(elsewhere, destination, origin, base, {"economy": 5})
+    offers = await flight.alternatives(FlightRequest(flight_id=full, seat_class="economy", seats=2))
+    assert [o.request["flight_id"] for o in offers] == [near, far]
+    assert offers[0].available == 5
+
+
+async def test_hotel_alternatives_room_types_city_then_shifted(hotel: HotelService) -> None:
+    city = unique("City")
+    first = datetime.now(UTC).date() + timedelta(days=20)
+    main, other = unique("H"), unique("H")
+    await hotel.upsert_hotel(
+        main, city, {"standard": 0, "suite": 3}, first - timedelta(days=5), first + timedelta(days=10)
+    )
+    await hotel.upsert_hotel(main, city, {"standard": 2}, first + timedelta(days=3), first + timedelta(days=10))
+    await hotel.upsert_hotel(other, city, {"double": 1}, first, first + timedelta(days=5))
+    wanted = HotelRequest(hotel_id=main, room_type="standard", check_in=first, check_out=first + timedelta(days=2),
+                          rooms=1)
+    offers = await hotel.alternatives(wanted)
+    assert [(o.request["hotel_id"], o.request["room_type"], o.request["check_in"]) for o in offers] == [
+        (main, "suite", first.isoformat()),
+        (other, "double", first.isoformat()),
+        (main, "standard", (first + timedelta(days=3)).isoformat()),
+    ]
+    stay = await hotel.availability(main, first, first + timedelta(days=2))
+    assert stay["room_types"]["standard"]["available"] == 0
+    assert stay["room_types"]["suite"]["available"] == 3
+
+
+async def test_orders_alternatives_say_what_is_left(orders: OrdersService, services) -> None:
+    plenty, scarce = unique("SKU"), unique("SKU")
+    await orders.upsert_item(plenty, 10)
+    await orders.upsert_item(scarce, 1)
+    offers = await orders.alternatives(
+        ItemsRequest(items=[ItemLine(sku=plenty, quantity=2), ItemLine(sku=scarce, quantity=3)])
+    )
+    assert [(o.description, o.available) for o in offers] == [(f"{scarce}: 1 available", 1)]
+    await assert_ledger_clean(services)
+
+
+async def test_seed_demo_is_idempotent(services) -> None:
+    today = datetime.now(UTC).date()
+    await seed_demo(services, today)
+    await seed_demo(services, today)
+    flight, hotel, orders = services["flight"], services["hotel"], services["orders"]
+    assert (await flight.availability("BA101"))["seat_classes"]["economy"]["capacity"] == 150
+    london = await hotel.availability("H-LON-1", today, today + timedelta(days=2))
+    assert set(london["room_types"]) == {"standard", "deluxe", "suite"}
+    assert (await orders.availability("SKU-MUG"))["available"] <= 50
+    assert await flight.hold(unique("wf"), FlightRequest(flight_id="BA101", seat_class="business", seats=1), later())
+    await assert_ledger_clean(services)
+
+
+def _differences(connection: Connection) -> list[object]:
+    models = MetaData()
+    for base in (FlightBase, HotelBase, OrdersBase):
+        for table in base.metadata.tables.values():
+            table.to_metadata(models)
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            "include_schemas": True,
+            "include_name": lambda name, kind, _: kind != "schema" or name in SCHEMAS,
+        },
+    )
+    return list(compare_metadata(context, models))
+
+
+async def test_migration_matches_models(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_differences) == []
