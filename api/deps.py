@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from api.metrics import Metrics
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings
+from services.cache import AvailabilityCache
 from services.protocol import InventoryService
 from services.types import ServiceName
 
@@ -26,8 +26,8 @@ class AppState:
     temporal: TemporalLink
     engine: AsyncEngine | None = None
     services: dict[ServiceName, Any] = field(default_factory=dict)
-    # Another engineer's sold-out fast path reads the availability cache through this client.
-    redis: Redis | None = None
+    # The Redis availability cache (REDIS_URL): the sold-out fast path reads it, the API's own upserts write it.
+    cache: AvailabilityCache | None = None
 
 
 def get_state(request: Request) -> AppState:

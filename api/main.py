@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
 
 from api.deps import AppState
 from api.metrics import Metrics
@@ -17,6 +16,7 @@ from api.problems import install_problem_handlers
 from api.routes import availability, checkouts, health, operators
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings, get_settings
+from services.cache import AvailabilityCache
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +26,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.booking
     settings = state.settings
     await state.temporal.start()
+    if settings.redis_url:
+        # Building it does not connect: an unreachable Redis only means "no fast path" until it answers.
+        state.cache = AvailabilityCache.from_settings(settings, registry=state.metrics.registry)
     if settings.database_url:
         from services.db import create_engine
         from services.registry import build_services
 
         state.engine = create_engine(settings.database_url)
-        state.services = dict(build_services(state.engine))
-    if settings.redis_url:
-        budget = settings.redis_budget_ms / 1000
-        state.redis = Redis.from_url(settings.redis_url, socket_timeout=budget, socket_connect_timeout=budget)
+        # The cache as sink: the API's own capacity upserts publish their rows, as the workers' holds do.
+        state.services = dict(build_services(state.engine, sink=state.cache))
     try:
         yield
     finally:
         await state.temporal.close()
-        if state.redis is not None:
-            await state.redis.aclose()
+        if state.cache is not None:
+            await state.cache.aclose()
         if state.engine is not None:
             await state.engine.dispose()
 

@@ -32,6 +32,11 @@ class Metrics:
             ["service", "outcome"],
             registry=self.registry,
         )
+        self.fast_path_rejections = Counter(
+            "booking_fast_path_rejections",
+            "Checkouts answered 409 from the availability cache, without starting a saga.",
+            registry=self.registry,
+        )
         self.dependency_errors = Counter(
             "booking_dependency_errors",
             "Calls to a dependency (temporal, database, redis) that failed.",

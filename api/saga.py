@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import ProblemError, service_unavailable
 from booking_saga.settings import Settings
+from services.types import SERVICES
 from workflows.models import (
     STATE_QUERY,
     SUBMIT,
@@ -83,6 +84,7 @@ async def submit(
             hold_seconds=hold_seconds,
             extend_max_seconds=settings.hold_seconds_max,
             hold_lifetime_max_seconds=settings.hold_lifetime_max_seconds,
+            task_queues={service: settings.task_queue(service) for service in SERVICES},
         ),
         id=checkout_id,
         task_queue=settings.task_queue_checkout,
@@ -112,6 +114,15 @@ async def submit(
     except BaseException:
         await _collect_start_error(start)
         raise
+
+
+async def exists(client: Client, checkout_id: str) -> bool:
+    """Has this checkout id a workflow, running or closed? Transport trouble is a 503, as for every call here."""
+    try:
+        await _call(client.get_workflow_handle(checkout_id).describe(), "look up the checkout")
+    except RPCError:  # only NOT_FOUND reaches here: _call turns every other RPC error into a 503
+        return False
+    return True
 
 
 async def _collect_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:

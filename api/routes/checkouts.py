@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path
 
-from api import saga
-from api.deps import StateDep
+from api import fast_path, saga
+from api.deps import AppState, StateDep
 from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, checkout_id, request_hash
 from api.precheck import check_resources_exist
 from api.problems import ProblemError, problem_docs, service_unavailable
 from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody
-from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutStatus, CheckoutView, ExtendInput
+from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutRequest, CheckoutStatus, CheckoutView, ExtendInput
 
 router = APIRouter(prefix="/v1/checkouts", tags=["checkouts"])
 
@@ -56,6 +56,29 @@ def _not_placed(view: CheckoutView) -> ProblemError:
                      "nothing is held. Retry with a new Idempotency-Key", kind="checkout-failed")
 
 
+async def _sold_out_in_cache(
+    state: AppState, checkout_id_: str, request: CheckoutRequest, digest: str
+) -> CheckoutView | None:
+    """The REJECTED answer when the cache shows part of the request short and no saga has this id; else None.
+
+    Idempotency: a key that already has a workflow gets that workflow's answer (submit joins or reads it, and
+    refuses another body with 422), even when the cache now shows sold out. The cache is read first and
+    `describe` asked only on a hit: a checkout that is not sold out pays nothing extra, a sold-out one pays
+    one RPC instead of a saga. Without a workflow nothing was ever held under this key, so REJECTED is what
+    a saga would answer now. Nothing is recorded for a fast 409: a retry looks again, which can never hold
+    twice (a fast 409 holds nothing) and may find inventory released since, as a new attempt should.
+    """
+    if state.cache is None or not state.services:
+        return None
+    shortages = await fast_path.cached_shortages(state.cache, request)
+    if not shortages:
+        return None
+    if await saga.exists(state.temporal.require(), checkout_id_):
+        return None
+    offered = await fast_path.alternatives(state.services, request, list(shortages))
+    return fast_path.rejected_view(checkout_id_, request, digest, shortages, offered)
+
+
 def _valid_id(checkout_id_: str) -> str:
     # Ids are HMACs: anything else cannot exist, and need not reach Temporal.
     if not re.fullmatch(CHECKOUT_ID_PATTERN, checkout_id_):
@@ -94,10 +117,15 @@ async def create_checkout(body: CheckoutBody, idempotency_key: IdempotencyKey, s
                 f"hold_seconds must be between {settings.hold_seconds_min} and {settings.hold_seconds_max}",
             )
         request = body.to_request()
-        await check_resources_exist(state.services, request)
-        client = state.temporal.require()
         cid = checkout_id(settings.checkout_id_secret, request.customer_id, idempotency_key)
         digest = request_hash(request, hold_seconds)
+        view = await _sold_out_in_cache(state, cid, request, digest)
+        if view is not None:
+            outcome = view.status.value.lower()
+            state.metrics.fast_path_rejections.inc()
+            raise _not_placed(view)
+        await check_resources_exist(state.services, request)
+        client = state.temporal.require()
         view = await saga.submit(client, settings, cid, request, digest, hold_seconds)
         if view.request_hash != digest:
             outcome = "key_reused"

@@ -7,10 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from booking_saga.settings import Settings
+from booking_saga.worker import build_workers
+from services.cache import AvailabilityCache
+from services.db import create_engine
+from services.registry import build_services
 from tests.api.app_runner import OPERATOR_TOKEN
 
 
@@ -28,19 +31,18 @@ def live_settings(env: WorkflowEnvironment, database_url: str, redis_url: str, *
 async def saga_workers(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
     """Run the checkout, flight, hotel and orders workers for the duration of the block.
 
-    Uses the workflow engineer's helper in booking_saga.worker; skips until it exists.
+    Their services publish every committed change to the availability cache, as the production workers must:
+    the API's sold-out fast path only sees holds and releases that the workers publish.
     """
-    worker_module = pytest.importorskip("booking_saga.worker", reason="the saga workers have not landed yet")
-    build = getattr(worker_module, "build_workers", None)
-    if build is None:
-        pytest.skip("booking_saga.worker has no build_workers(client, settings) helper yet")
-    async with contextlib.AsyncExitStack() as stack:
-        for worker in await _maybe_await(build(env.client, settings)):
-            await stack.enter_async_context(worker)
-        yield
-
-
-async def _maybe_await(value: Any) -> Any:
-    if hasattr(value, "__await__"):
-        return await value
-    return value
+    engine = create_engine(settings.database_url)
+    cache = AvailabilityCache.from_settings(settings) if settings.redis_url else None
+    try:
+        services = build_services(engine, sink=cache)
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in build_workers(env.client, settings, "all", services):
+                await stack.enter_async_context(worker)
+            yield
+    finally:
+        if cache is not None:
+            await cache.aclose()
+        await engine.dispose()
