@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from booking_saga.embedded import free_port, start_postgres, start_redis
 from booking_saga.temporal import dev_server_path, test_server_path
+from services.migrate import reset
 from workflows import search_attributes
 
 
@@ -24,6 +25,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_postgres(tmp_path_factory.mktemp("postgres") / "data", delete_on_stop=True)
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+async def migrated_database_url(database_url: str) -> str:
+    """The service schemas dropped and migrated to head once per session; tests then use ids of their own."""
+    await reset(database_url)
+    return database_url
 
 
 @pytest.fixture(scope="session")

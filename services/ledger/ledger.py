@@ -93,6 +93,7 @@ class Ledger:
         H = self._holds
         refusal: Unavailable | UnknownResource | None = None
         taken: list[tuple[RowState, int]] = []
+        short_rows: list[RowState] = []
         async with ledger_transaction(self.engine) as conn:
             # ON CONFLICT waits for a concurrent insert of the same key to commit, then sees its outcome.
             claimed = await conn.execute(
@@ -108,7 +109,7 @@ class Ledger:
                 # transaction: the key never disappears, so no duplicate can slip in between.
                 async with conn.begin_nested():
                     lines = await resolve(conn)
-                    taken = await self._take(conn, hold_key, lines)
+                    taken = await self._take(conn, hold_key, lines, short_rows)
             except (Unavailable, UnknownResource) as error:
                 refusal = error
                 await conn.execute(
@@ -117,6 +118,9 @@ class Ledger:
                     .values(status=HoldStatus.REJECTED.value, expires_at=None, reason=_refusal_reason(error))
                 )
         if refusal is not None:
+            # A sold-out row stops changing; republishing it keeps its cache entry alive (same version only
+            # refreshes the TTL), so the API's sold-out fast path keeps answering for it.
+            await self.publish(short_rows)
             raise refusal
         await self.publish([state for state, _ in taken])
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [(s.resource, q) for s, q in taken])
@@ -237,9 +241,10 @@ class Ledger:
     # ---- helpers ----------------------------------------------------------------------------------------
 
     async def _take(
-        self, conn: AsyncConnection, hold_key: str, lines: Sequence[LineRef]
+        self, conn: AsyncConnection, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
     ) -> list[tuple[RowState, int]]:
-        """Add every line to `held`, or raise Unavailable naming each short line. Returns (row, quantity)."""
+        """Add every line to `held`, or raise Unavailable naming each short line (their rows go to `short_rows`).
+        Returns (row, quantity)."""
         Inv = self._inv
         shortages: list[Shortage] = []
         taken: list[tuple[RowState, int]] = []
@@ -252,9 +257,7 @@ class Ledger:
                 continue
             if shortages:
                 # Already refused: only report how short the other lines are, without locking them.
-                available = await self._available(conn, line.inventory_id)
-                if available < line.quantity:
-                    shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=available))
+                self._note_short(await self._row(conn, line.inventory_id), line, shortages, short_rows)
                 continue
             updated = await conn.execute(
                 update(Inv)
@@ -264,8 +267,7 @@ class Ledger:
             )
             row = updated.first()
             if row is None:
-                available = await self._available(conn, line.inventory_id)
-                shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=available))
+                self._note_short(await self._row(conn, line.inventory_id), line, shortages, short_rows)
                 continue
             taken.append((self._state(row), line.quantity))
         if shortages:
@@ -279,10 +281,22 @@ class Ledger:
         )
         return taken
 
-    async def _available(self, conn: AsyncConnection, inventory_id: int) -> int:
+    async def _row(self, conn: AsyncConnection, inventory_id: int) -> RowState:
         Inv = self._inv
-        value = await conn.scalar(select(Inv.capacity - Inv.held - Inv.sold).where(Inv.id == inventory_id))
-        return max(0, int(value or 0))
+        row = (
+            await conn.execute(
+                select(Inv.resource, Inv.capacity, Inv.held, Inv.sold, Inv.version).where(Inv.id == inventory_id)
+            )
+        ).one()
+        return self._state(row)
+
+    @staticmethod
+    def _note_short(
+        state: RowState, line: LineRef, shortages: list[Shortage], short_rows: list[RowState]
+    ) -> None:
+        if state.available < line.quantity:
+            shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=state.available))
+            short_rows.append(state)
 
     async def _move_counters(
         self, conn: AsyncConnection, hold_key: str, *, sell: bool

@@ -6,14 +6,10 @@ import uuid
 
 import pytest
 
-from services.migrate import upgrade
-
 
 @pytest.fixture(scope="session")
-async def api_database(database_url: str) -> str:
-    # upgrade, not reset: other suites share this server, and unique names keep the tests apart.
-    await upgrade(database_url)
-    return database_url
+def api_database(migrated_database_url: str) -> str:
+    return migrated_database_url
 
 
 def unique(prefix: str) -> str:

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.db import create_engine
 from services.flight.service import FlightService
 from services.hotel.service import HotelService
-from services.migrate import reset
 from services.orders.service import OrdersService
 from services.protocol import InventoryService
 from services.registry import build_services
@@ -18,14 +17,8 @@ from services.types import ServiceName
 
 
 @pytest.fixture(scope="session")
-async def ledger_database(database_url: str) -> str:
-    await reset(database_url)
-    return database_url
-
-
-@pytest.fixture(scope="session")
-async def engine(ledger_database: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(ledger_database, pool_size=10)
+async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated_database_url, pool_size=10)
     yield engine
     await engine.dispose()
 

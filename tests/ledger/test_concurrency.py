@@ -61,11 +61,13 @@ async def test_fifty_one_seat_holds_on_ten_seats(flight: FlightService, services
 
 
 @pytest.mark.slow
-async def test_same_key_from_two_processes_holds_once(orders: OrdersService, ledger_database: str, services) -> None:
+async def test_same_key_from_two_processes_holds_once(
+    orders: OrdersService, migrated_database_url: str, services
+) -> None:
     sku = unique("SKU")
     await orders.upsert_item(sku, 10)
     key = unique("wf") + ":orders"
-    argv = [sys.executable, "-m", "tests.ledger.hold_in_process", ledger_database, sku, "3", key]
+    argv = [sys.executable, "-m", "tests.ledger.hold_in_process", migrated_database_url, sku, "3", key]
     processes = [
         await asyncio.create_subprocess_exec(
             *argv, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE

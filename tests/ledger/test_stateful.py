@@ -167,8 +167,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.run(self.orders.audit()) == []
 
 
-def test_ledger_matches_model(ledger_database: str) -> None:
-    LedgerMachine.database_url = ledger_database
+def test_ledger_matches_model(migrated_database_url: str) -> None:
+    LedgerMachine.database_url = migrated_database_url
     LedgerMachine.TestCase.settings = settings(
         max_examples=25, stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow],

@@ -1,0 +1,42 @@
+"""The ledger tells the real Redis cache about every committed change, refusals included."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.cache import AvailabilityCache
+from services.db import create_engine
+from services.errors import Unavailable
+from services.orders.service import OrdersService
+from services.registry import build_services
+from services.types import ItemLine, ItemsRequest
+from tests.ledger.helpers import unique
+
+
+async def test_every_change_reaches_the_cache(migrated_database_url: str, cache: AvailabilityCache) -> None:
+    engine = create_engine(migrated_database_url, pool_size=2)
+    orders = build_services(engine, sink=cache)["orders"]
+    assert isinstance(orders, OrdersService)
+    sku = unique("SKU")
+    expires_at = datetime.now(UTC) + timedelta(minutes=10)
+    try:
+        await orders.upsert_item(sku, 2)
+        assert await cache.available("orders", [sku]) == {sku: 2}
+
+        key = unique("wf") + ":orders"
+        await orders.hold(key, ItemsRequest(items=[ItemLine(sku=sku, quantity=2)]), expires_at)
+        assert await cache.available("orders", [sku]) == {sku: 0}
+
+        # A refusal changes no counter but republishes the short row, keeping the sold-out hint alive.
+        await cache.client.delete(cache.key("orders", sku))
+        with pytest.raises(Unavailable):
+            await orders.hold(unique("wf") + ":orders", ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), expires_at)
+        assert await cache.available("orders", [sku]) == {sku: 0}
+        assert await cache.client.ttl(cache.key("orders", sku)) > 0
+
+        await orders.release(key)
+        assert await cache.available("orders", [sku]) == {sku: 2}
+    finally:
+        await engine.dispose()
