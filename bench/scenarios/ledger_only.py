@@ -1,0 +1,98 @@
+"""Ledger only: holds per second through services/ (OrdersService.hold) against the same transaction in raw SQL.
+
+Both run in the bench process, on the same PostgreSQL, with the same number of connections and lanes; each lane
+holds on its own sku (this measures the code's overhead, not lock queueing). The two alternate in rounds so
+that drift on a shared machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench.results import Figure
+from bench.sizes import Size
+from bench.stats import per_second
+from services.db import create_engine
+from services.orders.service import OrdersService
+from services.types import ItemLine, ItemsRequest
+
+SCENARIO = "ledger only"
+ROUNDS = 2
+WARMUP_HOLDS = 20
+
+# The ledger's hold for one sku, statement for statement (services/ledger/ledger.py `Ledger.hold`).
+CLAIM_KEY = """INSERT INTO orders.holds (hold_key, status, expires_at) VALUES ($1, 'ACTIVE', $2)
+ON CONFLICT DO NOTHING RETURNING hold_key"""
+FIND_SKU = "SELECT id FROM orders.inventory WHERE sku = $1"
+TAKE = """UPDATE orders.inventory SET held = held + $2, version = version + 1
+WHERE id = $1 AND held + sold + $2 <= capacity RETURNING resource, capacity, held, sold, version"""
+ADD_LINE = "INSERT INTO orders.hold_lines (hold_key, inventory_id, quantity) VALUES ($1, $2, $3)"
+
+Hold = Callable[[str, str], Awaitable[None]]
+
+
+def through_services(service: OrdersService, expires_at: datetime) -> Hold:
+    async def hold(key: str, sku: str) -> None:
+        await service.hold(key, ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), expires_at)
+
+    return hold
+
+
+def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
+    async def hold(key: str, sku: str) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL lock_timeout = '1s'")
+            if await conn.fetchval(CLAIM_KEY, key, expires_at) is None:
+                raise RuntimeError(f"hold key {key} already claimed")
+            inventory_id = await conn.fetchval(FIND_SKU, sku)
+            if await conn.fetchrow(TAKE, inventory_id, 1) is None:
+                raise RuntimeError(f"{sku} ran out")
+            await conn.execute(ADD_LINE, key, inventory_id, 1)
+
+    return hold
+
+
+async def _holds_per_lane(hold: Hold, tag: str, skus: list[str], per_lane: int) -> float:
+    async def lane(sku: str) -> None:
+        for index in range(per_lane):
+            await hold(f"{tag}:{sku}:{index}", sku)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane(sku) for sku in skus))
+    return time.perf_counter() - started
+
+
+async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[], Awaitable[str]]) -> tuple[
+    list[Figure], dict[str, Any]
+]:
+    lanes = size.ledger_lanes
+    skus = [await create_sku() for _ in range(lanes)]
+    per_lane = max(1, size.ledger_holds // (lanes * ROUNDS))
+    expires_at = datetime.now(UTC) + timedelta(hours=1)
+    engine = create_engine(database_url, pool_size=lanes)
+    pool = await asyncpg.create_pool(database_url, min_size=lanes, max_size=lanes)
+    seconds = {"services": 0.0, "raw": 0.0}
+    try:
+        holds = {"services": through_services(OrdersService(engine), expires_at), "raw": raw_sql(pool, expires_at)}
+        for name, hold in holds.items():
+            await _holds_per_lane(hold, f"{run_id}:warm:{name}", skus, max(1, WARMUP_HOLDS // lanes))
+        for round_number in range(ROUNDS):
+            for name, hold in holds.items():
+                seconds[name] += await _holds_per_lane(hold, f"{run_id}:{round_number}:{name}", skus, per_lane)
+    finally:
+        await pool.close()
+        await engine.dispose()
+    count = per_lane * lanes * ROUNDS
+    rates = {name: per_second(count, s) for name, s in seconds.items()}
+    figures = [
+        Figure(SCENARIO, f"holds/s through services/ ({lanes} lanes)", rates["services"], "/s",
+               baseline=rates["raw"], baseline_name="raw SQL", target_kind="ratio_at_least", target=0.8),
+    ]
+    details = {"lanes": lanes, "holds_each": count, "seconds": seconds, "per_second": rates}
+    return figures, details

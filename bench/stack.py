@@ -1,0 +1,96 @@
+"""The servers a bench run talks to: a devstack Stack on free ports in a temporary directory, in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from bench.api_client import BenchApi
+from booking_saga.devstack import Stack
+from booking_saga.embedded import free_port
+from booking_saga.settings import Settings
+
+MIB = 1024 * 1024
+
+
+class BenchStack(Stack):
+    """A Stack whose children get the bench's ports (the dev Stack takes them from the environment)."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # Deployed code runs from compiled bytecode (pip compiles on install). Without it, every new workflow's
+        # sandbox compiles the workflow module from source again: give the children a byte-code cache in the
+        # temporary directory even where PYTHONDONTWRITEBYTECODE is set (as in this dev environment).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return dict(
+            env,
+            PYTHONPYCACHEPREFIX=str(self.data_dir / "pycache"),
+            API_HOST=self.settings.api_host,
+            API_PORT=str(self.settings.api_port),
+            TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
+            TEMPORAL_UI_PORT=str(self.settings.temporal_ui_port),
+            DATA_DIR=str(self.data_dir),
+        )
+
+    def process(self, name: str) -> psutil.Process | None:
+        for child_name, child in self.children.started:
+            if child_name == name and child.poll() is None:
+                return psutil.Process(child.pid)
+        return None
+
+    def rss_mib(self, name: str) -> float:
+        process = self.process(name)
+        return process.memory_info().rss / MIB if process is not None else float("nan")
+
+
+def bench_settings(settings: Settings, data_dir: Path) -> Settings:
+    """The caller's settings on free 127.0.0.1 ports, with embedded PostgreSQL and Redis (never configured ones)."""
+    return settings.model_copy(
+        update={
+            "database_url": "",
+            "redis_url": "",
+            "api_host": "127.0.0.1",
+            "api_port": free_port(),
+            "temporal_address": f"127.0.0.1:{free_port()}",
+            "temporal_ui_port": free_port(),
+            "embedded_redis_port": free_port(),
+            "data_dir": str(data_dir),
+        }
+    )
+
+
+@contextlib.contextmanager
+def running_stack(settings: Settings) -> Iterator[BenchStack]:
+    """Temporal (in memory), PostgreSQL and Redis with migrations and demo data, then the API; no workers yet."""
+    with tempfile.TemporaryDirectory(prefix="booking-bench-") as tmp:
+        stack = BenchStack(bench_settings(settings, Path(tmp)), persist=False, seed=True)
+        try:
+            stack.start_servers()
+            stack.start_api()
+            yield stack
+        finally:
+            stack.stop()
+
+
+async def wait_for_workers(stack: BenchStack, api: BenchApi, *, checkouts: int, patience: float = 180.0) -> None:
+    """Warm up: place `checkouts` checkouts once the workers answer (the first waits for them to poll)."""
+    deadline = time.monotonic() + patience
+    async with api.client() as http:
+        inventory = await api.create_inventory(http)
+        placed = 0
+        while placed < checkouts:
+            if (failed := stack.children.exited()) is not None:
+                raise RuntimeError(f"{failed[0]} exited with code {failed[1]} while warming up")
+            answer = await api.checkout(http, inventory.basket(api.unique("warm")), api.unique("warm"))
+            if answer.status == 201:
+                placed += 1
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"the workers did not place a checkout within {patience:.0f}s: {answer.body}")
+            else:
+                await asyncio.sleep(0.5)
