@@ -27,6 +27,10 @@ CANCEL = "cancel"
 EXTEND = "extend"
 STATE_QUERY = "state"
 RETRY_COMPENSATION_SIGNAL = "retry_compensation"
+# ApplicationError types of a refused update (the validator said no, nothing was done).
+# UPDATE_REFUSED: not allowed in the checkout's current status (HTTP 409). EXTEND_REFUSED: beyond the bounds (422).
+UPDATE_REFUSED = "UpdateRefused"
+EXTEND_REFUSED = "ExtendRefused"
 
 
 class CheckoutStatus(StrEnum):
@@ -83,6 +87,8 @@ class CheckoutInput(Frozen):
     # Bounds for `extend`, fixed at start so that a settings change cannot alter a running saga's history.
     extend_max_seconds: int = 3600
     hold_lifetime_max_seconds: int = 7200
+    # Task queue of each service's activity worker (Settings.task_queue); a service missing here uses its name.
+    task_queues: dict[str, str] = Field(default_factory=dict)
 
 
 class ExtendInput(Frozen):

@@ -1,0 +1,178 @@
+"""Helpers for saga tests: fault injection around a real service, inventory seeding, starting checkouts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+
+from booking_saga.settings import Settings
+from services.errors import Busy
+from services.protocol import InventoryService, ServiceRequest
+from services.types import SERVICES, FlightRequest, HoldResult, HotelRequest, ItemLine, ItemsRequest
+from workflows import search_attributes
+from workflows.checkout_saga import CheckoutSaga
+from workflows.models import SUBMIT, CheckoutInput, CheckoutRequest, CheckoutView
+from workflows.summaries import checkout_summary
+
+_INDEX_TYPES = {
+    "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "KEYWORD_LIST": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+}
+
+
+async def register_search_attributes(client: Client) -> None:
+    """The time-skipping server knows no custom search attributes until told (the dev server gets flags)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: _INDEX_TYPES[key.indexed_value_type.name] for key in search_attributes.ALL},
+        )
+    )
+
+
+@dataclass
+class FaultyService:
+    """A real InventoryService with switchable faults, registered under the real activity names.
+
+    - fail_times[op] = n: the next n calls of `op` raise Busy (retryable) before touching the ledger.
+    - hang_after_hold: hold commits, then does not answer until `unblock` is set (its result is lost).
+    - hang_before_hold: hold waits until `unblock` is set, then reaches the ledger (a late delivery).
+    `clear()` (after every test) sets `unblock`: nothing stays hung into the next test.
+    """
+
+    real: InventoryService
+    fail_times: dict[str, int] = field(default_factory=dict)
+    hang_after_hold: bool = False
+    hang_before_hold: bool = False
+    unblock: asyncio.Event = field(default_factory=asyncio.Event)
+    late_hold_outcome: list[object] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> Any:
+        return self.real.name
+
+    def clear(self) -> None:
+        self.fail_times.clear()
+        self.hang_after_hold = self.hang_before_hold = False
+        self.unblock.set()
+        self.unblock = asyncio.Event()
+        self.late_hold_outcome.clear()
+        self.calls.clear()
+
+    def _enter(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        if self.fail_times.get(op, 0) > 0:
+            self.fail_times[op] -= 1
+            raise Busy(f"injected fault in {self.name}.{op}")
+
+    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
+        self._enter("hold")
+        if self.hang_before_hold:
+            await self.unblock.wait()
+            try:
+                result = await self.real.hold(hold_key, request, expires_at)
+            except Exception as err:
+                self.late_hold_outcome.append(err)
+                raise
+            self.late_hold_outcome.append(result)
+            return result
+        result = await self.real.hold(hold_key, request, expires_at)
+        if self.hang_after_hold:
+            await self.unblock.wait()  # until the test ends: a hung activity would stop the test clock
+        return result
+
+    async def confirm(self, hold_key: str) -> HoldResult:
+        self._enter("confirm")
+        return await self.real.confirm(hold_key)
+
+    async def release(self, hold_key: str) -> HoldResult:
+        self._enter("release")
+        return await self.real.release(hold_key)
+
+    async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
+        self._enter("extend")
+        return await self.real.extend(hold_key, expires_at)
+
+    def __getattr__(self, attr: str) -> Any:  # alternatives, audit, availability, upsert_*, expire_overdue
+        return getattr(self.real, attr)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Inventory:
+    """Fresh rows for one test: a flight with `seats`, a hotel with `rooms` per night, an item with `stock`."""
+
+    flight_id: str
+    hotel_id: str
+    sku: str
+    check_in: date
+
+    def request(self, *, seats: int = 1, rooms: int = 1, quantity: int = 1, customer: str = "cust-1",
+                parts: tuple[str, ...] = SERVICES) -> CheckoutRequest:
+        return CheckoutRequest(
+            customer_id=customer,
+            flight=FlightRequest(flight_id=self.flight_id, seat_class="economy", seats=seats)
+            if "flight" in parts else None,
+            hotel=HotelRequest(hotel_id=self.hotel_id, room_type="deluxe", check_in=self.check_in,
+                               check_out=self.check_in + timedelta(days=2), rooms=rooms)
+            if "hotel" in parts else None,
+            items=ItemsRequest(items=[ItemLine(sku=self.sku, quantity=quantity)]) if "orders" in parts else None,
+        )
+
+
+async def seed(services: Mapping[str, Any], *, seats: int = 5, rooms: int = 3, stock: int = 10) -> Inventory:
+    check_in = date(2031, 6, 1)
+    inventory = Inventory(unique("FL"), unique("HT"), unique("SKU"), check_in)
+    await services["flight"].upsert_flight(
+        inventory.flight_id, "LHR", "JFK", datetime(2031, 6, 1, 9, tzinfo=UTC), {"economy": seats, "business": 10}
+    )
+    await services["hotel"].upsert_hotel(inventory.hotel_id, "Paris", {"deluxe": rooms, "standard": 5}, check_in,
+                                         check_in + timedelta(days=5))
+    await services["orders"].upsert_item(inventory.sku, stock)
+    return inventory
+
+
+async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[str, tuple[int, int]]:
+    """(held, sold) per service for the inventory's rows (the hotel's first night)."""
+    flight = (await services["flight"].availability(inventory.flight_id))["seat_classes"]["economy"]
+    hotel_view = await services["hotel"].availability(
+        inventory.hotel_id, inventory.check_in, inventory.check_in + timedelta(days=2)
+    )
+    night = hotel_view["room_types"]["deluxe"]["nights"][inventory.check_in.isoformat()]
+    item = await services["orders"].availability(inventory.sku)
+    return {
+        "flight": (flight["held"], flight["sold"]),
+        "hotel": (night["held"], night["sold"]),
+        "orders": (item["held"], item["sold"]),
+    }
+
+
+async def start_checkout(
+    client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
+    extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200,
+) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
+    """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does."""
+    checkout_id = unique("co")
+    params = CheckoutInput(
+        checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
+        extend_max_seconds=extend_max_seconds, hold_lifetime_max_seconds=hold_lifetime_max_seconds,
+        task_queues={name: settings.task_queue(name) for name in SERVICES},
+    )
+    handle = await client.start_workflow(
+        CheckoutSaga.run, params, id=checkout_id, task_queue=settings.task_queue_checkout,
+        static_summary=checkout_summary(request),
+    )
+    view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
+    return handle, view

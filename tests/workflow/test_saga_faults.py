@@ -1,0 +1,120 @@
+"""CheckoutSaga under injected faults: a hold whose result is lost, a release that keeps failing, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from booking_saga.settings import Settings
+from services.errors import HoldNotActive
+from tests.ledger.helpers import assert_ledger_clean
+from tests.workflow.helpers import counters, seed, start_checkout
+from workflows import search_attributes
+from workflows.models import (
+    CONFIRM,
+    RETRY_COMPENSATION_SIGNAL,
+    STATE_QUERY,
+    UPDATE_REFUSED,
+    CheckoutStatus,
+    CheckoutView,
+)
+
+pytestmark = pytest.mark.usefixtures("saga_workers")
+
+NOTHING_MOVED = {"flight": (0, 0), "hotel": (0, 0), "orders": (0, 0)}
+
+
+async def _state(handle) -> CheckoutView:
+    return await handle.query(STATE_QUERY, result_type=CheckoutView)
+
+
+async def _until(handle, status: CheckoutStatus, env: WorkflowEnvironment) -> CheckoutView:
+    """Move the test server's clock until the saga reports `status` (outcome-based, no timing asserted)."""
+    for _ in range(200):
+        view = await _state(handle)
+        if view.status == status:
+            return view
+        await env.sleep(30)
+    raise AssertionError(f"saga never reached {status}; last seen {view.status}")
+
+
+async def test_hold_committed_but_result_lost_is_released_and_late_retry_refused(
+    isolated_client: Client, saga_settings: Settings, saga_services
+) -> None:
+    inventory = await seed(saga_services, rooms=1)
+    flight = saga_services["flight"]
+    flight.hang_after_hold = True  # the flight hold commits, its answer never comes back
+    # The hotel is short, so the saga stops waiting for the flight and compensates everything.
+    handle, view = await start_checkout(isolated_client, saga_settings, inventory.request(rooms=2))
+    assert view.status == CheckoutStatus.REJECTED
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    # A late delivery of the same hold (a retry after the timeout) is refused by the ledger.
+    request = inventory.request(rooms=2).flight
+    assert request is not None
+    with pytest.raises(HoldNotActive):
+        await flight.real.hold(f"{handle.id}:flight", request, view.history[0].at)
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
+
+
+async def test_hold_arriving_after_its_compensation_is_refused(
+    isolated_client: Client, saga_settings: Settings, saga_services
+) -> None:
+    inventory = await seed(saga_services, stock=1)
+    flight = saga_services["flight"]
+    flight.hang_before_hold = True  # the flight hold reaches the ledger only after the saga has given up
+    _, view = await start_checkout(isolated_client, saga_settings, inventory.request(quantity=2))
+    assert view.status == CheckoutStatus.REJECTED
+    flight.unblock.set()
+    for _ in range(100):
+        if flight.late_hold_outcome:
+            break
+        await asyncio.sleep(0.05)
+    assert isinstance(flight.late_hold_outcome[0], HoldNotActive)  # the release left a tombstone
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
+
+
+async def test_failing_release_needs_attention_until_the_operator_retries(
+    saga_client: Client, saga_settings: Settings, saga_services, time_skipping_env: WorkflowEnvironment
+) -> None:
+    inventory = await seed(saga_services)
+    handle, view = await start_checkout(saga_client, saga_settings, inventory.request())
+    assert view.status == CheckoutStatus.HELD
+    saga_services["hotel"].fail_times["release"] = 10_000  # the hotel ledger refuses every release for now
+
+    stuck = await _until(handle, CheckoutStatus.NEEDS_ATTENTION, time_skipping_env)
+    assert stuck.error and "hotel" in stuck.error
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(search_attributes.CHECKOUT_STATUS) == "NEEDS_ATTENTION"
+    held = await counters(saga_services, inventory)
+    assert held["hotel"] == (1, 0) and held["flight"] == held["orders"] == (0, 0)
+    # The hold has expired: a confirm now is refused by the validator, nothing half-done.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(CONFIRM, result_type=CheckoutView)
+    assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == UPDATE_REFUSED
+
+    saga_services["hotel"].fail_times.clear()
+    await handle.signal(RETRY_COMPENSATION_SIGNAL)
+    result = await handle.result()
+    assert result.status == CheckoutStatus.EXPIRED
+    assert CheckoutStatus.NEEDS_ATTENTION in [change.status for change in result.history]
+    assert result.error is None
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
+
+
+async def test_workflow_cancel_releases_the_holds(
+    saga_client: Client, saga_settings: Settings, saga_services
+) -> None:
+    inventory = await seed(saga_services)
+    handle, _ = await start_checkout(saga_client, saga_settings, inventory.request())
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
