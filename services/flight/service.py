@@ -14,11 +14,15 @@ from services.errors import InvalidRequest, UnknownResource
 from services.flight.models import Flight, Hold, HoldLine, Inventory
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
-from services.ledger.transaction import ledger_transaction, read_transaction
+from services.ledger.statements import qualified
+from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.protocol import ServiceRequest
 from services.types import Alternative, FlightRequest, HoldResult, ServiceName
 
 MAX_ALTERNATIVES = 5
+
+# The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
+FIND_ROW = f"SELECT id FROM {qualified(Inventory.__table__)} WHERE flight_id = $1 AND seat_class = $2"
 
 
 def resource_name(flight_id: str, seat_class: str) -> str:
@@ -32,12 +36,8 @@ class FlightService(LedgerService):
     async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
         wanted = self._expect(request, FlightRequest)
 
-        async def resolve(conn: AsyncConnection) -> list[LineRef]:
-            row_id = await conn.scalar(
-                select(Inventory.id).where(
-                    Inventory.flight_id == wanted.flight_id, Inventory.seat_class == wanted.seat_class
-                )
-            )
+        async def resolve(db: Driver) -> list[LineRef]:
+            row_id = await db.fetchval(FIND_ROW, wanted.flight_id, wanted.seat_class)
             resource = resource_name(wanted.flight_id, wanted.seat_class)
             if row_id is None:
                 raise UnknownResource(resource)

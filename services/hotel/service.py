@@ -14,7 +14,8 @@ from services.errors import InvalidRequest, UnknownResource
 from services.hotel.models import Hold, HoldLine, Hotel, Inventory
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
-from services.ledger.transaction import ledger_transaction, read_transaction
+from services.ledger.statements import qualified
+from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.protocol import ServiceRequest
 from services.types import MAX_NIGHTS, Alternative, HoldResult, HotelRequest, ServiceName
 
@@ -22,6 +23,12 @@ MAX_ALTERNATIVES = 6
 MAX_UPSERT_NIGHTS = 366
 # Shifted stays are offered up to this many days earlier or later.
 SHIFT_DAYS = 3
+
+# The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
+FIND_NIGHTS = f"""SELECT night, id FROM {qualified(Inventory.__table__)}
+    WHERE hotel_id = $1 AND room_type = $2 AND night = ANY($3::date[])"""
+ROOM_TYPE_EXISTS = f"""SELECT EXISTS (SELECT 1 FROM {qualified(Inventory.__table__)}
+    WHERE hotel_id = $1 AND room_type = $2)"""
 
 
 def resource_name(hotel_id: str, room_type: str, night: date) -> str:
@@ -40,17 +47,10 @@ class HotelService(LedgerService):
     async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
         wanted = self._expect(request, HotelRequest)
 
-        async def resolve(conn: AsyncConnection) -> list[LineRef]:
+        async def resolve(db: Driver) -> list[LineRef]:
             nights = wanted.nights()
-            rows = await conn.execute(
-                select(Inventory.night, Inventory.id).where(
-                    Inventory.hotel_id == wanted.hotel_id,
-                    Inventory.room_type == wanted.room_type,
-                    Inventory.night.in_(nights),
-                )
-            )
-            ids = {row.night: row.id for row in rows}
-            if not ids and not await self._room_type_exists(conn, wanted.hotel_id, wanted.room_type):
+            ids = dict(await db.fetch(FIND_NIGHTS, wanted.hotel_id, wanted.room_type, nights))
+            if not ids and not await db.fetchval(ROOM_TYPE_EXISTS, wanted.hotel_id, wanted.room_type):
                 raise UnknownResource(f"{wanted.hotel_id}/{wanted.room_type}")
             # A night not on sale is a line with nothing available: the stay is refused as Unavailable.
             return [
@@ -167,12 +167,6 @@ class HotelService(LedgerService):
             available=available,
             request=request.model_dump(mode="json"),
         )
-
-    async def _room_type_exists(self, conn: AsyncConnection, hotel_id: str, room_type: str) -> bool:
-        found = await conn.scalar(
-            select(Inventory.id).where(Inventory.hotel_id == hotel_id, Inventory.room_type == room_type).limit(1)
-        )
-        return found is not None
 
     async def _availability(
         self, conn: AsyncConnection, hotel_id: str, check_in: date, check_out: date

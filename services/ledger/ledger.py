@@ -1,5 +1,8 @@
 """The hold ledger: hold, confirm, release, extend, expire and audit on one service's three tables.
 
+Statements are SQL text (services.ledger.statements) sent on the asyncpg connection under a SQLAlchemy
+transaction: the transaction, its lock_timeout and error translation stay in services.ledger.transaction.
+
 Every operation is one transaction, idempotent by hold key, and never reads in one transaction what it
 writes in another. Row locks are always taken in the same order, so two ledger calls cannot deadlock:
 first the one `holds` row of the key, then inventory rows by ascending id.
@@ -13,19 +16,21 @@ Outcomes of a duplicate delivery of `hold` (same key again, whatever the request
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from asyncpg import Record
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import HoldNotActive, InvalidRequest, LedgerError, Unavailable, UnknownResource
+from services.ledger.statements import LedgerStatements
 from services.ledger.tables import HoldLineRow, HoldRow, InventoryRow
-from services.ledger.transaction import ledger_transaction, read_transaction
+from services.ledger.transaction import Driver, driver, ledger_transaction, read_transaction
 from services.protocol import AvailabilitySink, RowState
 from services.types import HoldLine, HoldResult, HoldStatus, ServiceName, Shortage, Violation
 
@@ -54,7 +59,8 @@ class LineRef:
 
 
 # Maps a request to its lines, inside the hold's transaction; raises UnknownResource for unknown ids.
-Resolver = Callable[[AsyncConnection], Awaitable[list[LineRef]]]
+# Reads only: it runs before the savepoint that undoes a refused hold's lines.
+Resolver = Callable[[Driver], Awaitable[list[LineRef]]]
 
 
 def _check_key(hold_key: str) -> None:
@@ -68,11 +74,31 @@ def _refusal_reason(error: Unavailable | UnknownResource) -> dict[str, Any]:
     return {"error": "unknown_resource", "resource": error.resource}
 
 
-def _refusal_error(reason: dict[str, Any] | None) -> LedgerError:
-    if reason and reason.get("error") == "unknown_resource":
+def _refusal_error(recorded: str | None) -> LedgerError:
+    reason: dict[str, Any] = json.loads(recorded) if recorded else {}
+    if reason.get("error") == "unknown_resource":
         return UnknownResource(str(reason.get("resource")))
-    shortages = [Shortage.model_validate(s) for s in (reason or {}).get("shortages", [])]
+    shortages = [Shortage.model_validate(s) for s in reason.get("shortages", [])]
     return Unavailable(shortages)
+
+
+@asynccontextmanager
+async def _undo_on_error(db: Driver, lines: Sequence[LineRef]) -> AsyncIterator[None]:
+    """Roll back to here on any exception; the enclosing transaction goes on.
+
+    Only a hold of several lines needs a savepoint: a refused single line has changed nothing (its conditional
+    UPDATE matched no row), and the savepoint's two round trips are a fifth of a hold's.
+    """
+    if len(lines) < 2:
+        yield
+        return
+    await db.execute("SAVEPOINT hold_lines")
+    try:
+        yield
+    except BaseException:
+        await db.execute("ROLLBACK TO SAVEPOINT hold_lines")
+        raise
+    await db.execute("RELEASE SAVEPOINT hold_lines")
 
 
 class Ledger:
@@ -82,41 +108,31 @@ class Ledger:
         self.service = service
         self.engine = engine
         self.sink = sink
-        self._inv = tables.inventory
-        self._holds = tables.holds
-        self._lines = tables.hold_lines
+        self._sql = LedgerStatements.build(
+            tables.inventory.__table__, tables.holds.__table__, tables.hold_lines.__table__  # type: ignore[attr-defined]
+        )
 
     # ---- operations -------------------------------------------------------------------------------------
 
     async def hold(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
         _check_key(hold_key)
-        H = self._holds
+        sql = self._sql
         refusal: Unavailable | UnknownResource | None = None
         taken: list[tuple[RowState, int]] = []
         short_rows: list[RowState] = []
         async with ledger_transaction(self.engine) as conn:
-            # ON CONFLICT waits for a concurrent insert of the same key to commit, then sees its outcome.
-            claimed = await conn.execute(
-                pg_insert(H)
-                .values(hold_key=hold_key, status=HoldStatus.ACTIVE.value, expires_at=expires_at)
-                .on_conflict_do_nothing()
-                .returning(H.hold_key)
-            )
-            if claimed.first() is None:
-                return await self._recorded_hold(conn, hold_key)
+            db = await driver(conn)
+            if await db.fetchval(sql.claim_key, hold_key, expires_at) is None:
+                return await self._recorded_hold(db, hold_key)
             try:
-                # A refusal rolls back to here, keeping the key, which then records REJECTED in the same
+                lines = await resolve(db)  # reads only
+                # A refusal undoes the lines taken, keeping the key, which then records REJECTED in the same
                 # transaction: the key never disappears, so no duplicate can slip in between.
-                async with conn.begin_nested():
-                    lines = await resolve(conn)
-                    taken = await self._take(conn, hold_key, lines, short_rows)
+                async with _undo_on_error(db, lines):
+                    taken = await self._take(db, hold_key, lines, short_rows)
             except (Unavailable, UnknownResource) as error:
                 refusal = error
-                await conn.execute(
-                    update(H)
-                    .where(H.hold_key == hold_key)
-                    .values(status=HoldStatus.REJECTED.value, expires_at=None, reason=_refusal_reason(error))
-                )
+                await db.execute(sql.reject, hold_key, json.dumps(_refusal_reason(error)))
         if refusal is not None:
             # A sold-out row stops changing; republishing it keeps its cache entry alive (same version only
             # refreshes the TTL), so the API's sold-out fast path keeps answering for it.
@@ -127,85 +143,54 @@ class Ledger:
 
     async def confirm(self, hold_key: str) -> HoldResult:
         _check_key(hold_key)
-        H = self._holds
         async with ledger_transaction(self.engine) as conn:
-            moved = await conn.execute(
-                update(H)
-                .where(H.hold_key == hold_key, H.status == HoldStatus.ACTIVE.value)
-                .values(status=HoldStatus.CONFIRMED.value, updated_at=func.now())
-                .returning(H.expires_at)
-            )
-            row = moved.first()
-            if row is None:
-                status, expires_at = await self._status(conn, hold_key)
+            db = await driver(conn)
+            moved = await db.fetchrow(self._sql.end_active, hold_key, HoldStatus.CONFIRMED.value)
+            if moved is None:
+                status, expires_at = await self._status(db, hold_key)
                 if status is not HoldStatus.CONFIRMED:
                     raise HoldNotActive(hold_key, status)
-                return self._result(hold_key, status, expires_at, await self._recorded_lines(conn, hold_key))
-            touched, lines = await self._move_counters(conn, hold_key, sell=True)
+                return self._result(hold_key, status, expires_at, await self._recorded_lines(db, hold_key))
+            touched, lines = await self._move_counters(db, hold_key, sell=True)
         await self.publish(touched)
-        return self._result(hold_key, HoldStatus.CONFIRMED, row.expires_at, lines)
+        return self._result(hold_key, HoldStatus.CONFIRMED, moved["expires_at"], lines)
 
     async def release(self, hold_key: str) -> HoldResult:
         """ACTIVE -> RELEASED with counters back; unknown key -> RELEASED tombstone; RELEASED, EXPIRED,
         REJECTED -> no-op answering the recorded status. CONFIRMED -> HoldNotActive: a sale is never undone."""
         _check_key(hold_key)
-        H = self._holds
+        sql = self._sql
         async with ledger_transaction(self.engine) as conn:
-            tombstone = await conn.execute(
-                pg_insert(H)
-                .values(hold_key=hold_key, status=HoldStatus.RELEASED.value, reason={"tombstone": True})
-                .on_conflict_do_nothing()
-                .returning(H.hold_key)
-            )
-            if tombstone.first() is not None:
+            db = await driver(conn)
+            if await db.fetchval(sql.tombstone, hold_key) is not None:
                 return self._result(hold_key, HoldStatus.RELEASED, None, [])
-            moved = await conn.execute(
-                update(H)
-                .where(H.hold_key == hold_key, H.status == HoldStatus.ACTIVE.value)
-                .values(status=HoldStatus.RELEASED.value, updated_at=func.now())
-                .returning(H.expires_at)
-            )
-            row = moved.first()
-            if row is None:
-                status, expires_at = await self._status(conn, hold_key)
+            moved = await db.fetchrow(sql.end_active, hold_key, HoldStatus.RELEASED.value)
+            if moved is None:
+                status, expires_at = await self._status(db, hold_key)
                 if status is HoldStatus.CONFIRMED:
                     raise HoldNotActive(hold_key, status)
                 assert status is not None  # the tombstone insert just found the key
-                return self._result(hold_key, status, expires_at, await self._recorded_lines(conn, hold_key))
-            touched, lines = await self._move_counters(conn, hold_key, sell=False)
+                return self._result(hold_key, status, expires_at, await self._recorded_lines(db, hold_key))
+            touched, lines = await self._move_counters(db, hold_key, sell=False)
         await self.publish(touched)
-        return self._result(hold_key, HoldStatus.RELEASED, row.expires_at, lines)
+        return self._result(hold_key, HoldStatus.RELEASED, moved["expires_at"], lines)
 
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
         _check_key(hold_key)
-        H = self._holds
         async with ledger_transaction(self.engine) as conn:
-            moved = await conn.execute(
-                update(H)
-                .where(H.hold_key == hold_key, H.status == HoldStatus.ACTIVE.value)
-                .values(expires_at=expires_at, updated_at=func.now())
-                .returning(H.hold_key)
-            )
-            if moved.first() is None:
-                status, _ = await self._status(conn, hold_key)
+            db = await driver(conn)
+            if await db.fetchval(self._sql.extend, hold_key, expires_at) is None:
+                status, _ = await self._status(db, hold_key)
                 raise HoldNotActive(hold_key, status)
-            lines = await self._recorded_lines(conn, hold_key)
+            lines = await self._recorded_lines(db, hold_key)
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at, lines)
 
     async def expire_overdue(self, now: datetime, grace_seconds: int, limit: int = 1000) -> int:
         """ACTIVE holds with expires_at + grace < now become EXPIRED, counters back. One transaction per hold
         (each re-checks the condition under its row lock), so a busy hold is skipped, not fatal."""
-        H = self._holds
         cutoff = now - timedelta(seconds=grace_seconds)
         async with read_transaction(self.engine) as conn:
-            keys = (
-                await conn.execute(
-                    select(H.hold_key)
-                    .where(H.status == HoldStatus.ACTIVE.value, H.expires_at < cutoff)
-                    .order_by(H.expires_at)
-                    .limit(limit)
-                )
-            ).scalars().all()
+            keys = [row["hold_key"] for row in await (await driver(conn)).fetch(self._sql.overdue, cutoff, limit)]
         expired = 0
         for hold_key in keys:
             try:
@@ -216,40 +201,22 @@ class Ledger:
 
     async def audit(self) -> list[Violation]:
         """Rows where held != sum of ACTIVE lines, sold != sum of CONFIRMED lines, or the CHECK fails."""
-        Inv, L, H = self._inv, self._lines, self._holds
-        active = func.coalesce(func.sum(L.quantity).filter(H.status == HoldStatus.ACTIVE.value), 0)
-        confirmed = func.coalesce(func.sum(L.quantity).filter(H.status == HoldStatus.CONFIRMED.value), 0)
-        query = (
-            select(Inv.resource, Inv.capacity, Inv.held, Inv.sold, active.label("active"), confirmed.label("confirmed"))
-            .select_from(Inv)
-            .outerjoin(L, L.inventory_id == Inv.id)
-            .outerjoin(H, H.hold_key == L.hold_key)
-            .group_by(Inv.id)
-            .having(
-                (Inv.held != active)
-                | (Inv.sold != confirmed)
-                | (Inv.held < 0)
-                | (Inv.sold < 0)
-                | (Inv.held + Inv.sold > Inv.capacity)
-            )
-            .order_by(Inv.resource)
-        )
         async with read_transaction(self.engine) as conn:
-            rows = (await conn.execute(query)).all()
+            rows = await (await driver(conn)).fetch(self._sql.audit)
         return [self._violation(row) for row in rows]
 
     # ---- helpers ----------------------------------------------------------------------------------------
 
     async def _take(
-        self, conn: AsyncConnection, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
+        self, db: Driver, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
     ) -> list[tuple[RowState, int]]:
         """Add every line to `held`, or raise Unavailable naming each short line (their rows go to `short_rows`).
         Returns (row, quantity)."""
-        Inv = self._inv
         shortages: list[Shortage] = []
         taken: list[tuple[RowState, int]] = []
         # Ascending inventory id: the one lock order every ledger transaction follows.
-        for line in sorted(lines, key=lambda ln: ln.inventory_id or 0):
+        ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
+        for line in ordered:
             if line.quantity < 1:
                 raise InvalidRequest("a hold line needs a positive quantity")
             if line.inventory_id is None:
@@ -257,38 +224,24 @@ class Ledger:
                 continue
             if shortages:
                 # Already refused: only report how short the other lines are, without locking them.
-                self._note_short(await self._row(conn, line.inventory_id), line, shortages, short_rows)
+                self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
                 continue
-            updated = await conn.execute(
-                update(Inv)
-                .where(Inv.id == line.inventory_id, Inv.held + Inv.sold + line.quantity <= Inv.capacity)
-                .values(held=Inv.held + line.quantity, version=Inv.version + 1)
-                .returning(Inv.resource, Inv.capacity, Inv.held, Inv.sold, Inv.version)
-            )
-            row = updated.first()
+            row = await db.fetchrow(self._sql.take, line.inventory_id, line.quantity)
             if row is None:
-                self._note_short(await self._row(conn, line.inventory_id), line, shortages, short_rows)
+                self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
                 continue
             taken.append((self._state(row), line.quantity))
         if shortages:
             raise Unavailable(shortages)
         if not lines:
             raise InvalidRequest("a hold needs at least one line")
-        await conn.execute(
-            pg_insert(self._lines).values(
-                [{"hold_key": hold_key, "inventory_id": ln.inventory_id, "quantity": ln.quantity} for ln in lines]
-            )
+        await db.execute(
+            self._sql.add_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
         )
         return taken
 
-    async def _row(self, conn: AsyncConnection, inventory_id: int) -> RowState:
-        Inv = self._inv
-        row = (
-            await conn.execute(
-                select(Inv.resource, Inv.capacity, Inv.held, Inv.sold, Inv.version).where(Inv.id == inventory_id)
-            )
-        ).one()
-        return self._state(row)
+    async def _row(self, db: Driver, inventory_id: int) -> RowState:
+        return self._state(await db.fetchrow(self._sql.row, inventory_id))
 
     @staticmethod
     def _note_short(
@@ -299,72 +252,43 @@ class Ledger:
             short_rows.append(state)
 
     async def _move_counters(
-        self, conn: AsyncConnection, hold_key: str, *, sell: bool
+        self, db: Driver, hold_key: str, *, sell: bool
     ) -> tuple[list[RowState], list[tuple[str, int]]]:
         """Take a hold's lines off `held`; onto `sold` when selling. Inventory rows in ascending id order."""
-        Inv, L = self._inv, self._lines
-        lines = (
-            await conn.execute(
-                select(L.inventory_id, L.quantity).where(L.hold_key == hold_key).order_by(L.inventory_id)
-            )
-        ).all()
+        move = self._sql.sell if sell else self._sql.unhold
         touched: list[RowState] = []
-        for inventory_id, quantity in lines:
-            values: dict[str, Any] = {"held": Inv.held - quantity, "version": Inv.version + 1}
-            if sell:
-                values["sold"] = Inv.sold + quantity
-            moved = await conn.execute(
-                update(Inv)
-                .where(Inv.id == inventory_id)
-                .values(values)
-                .returning(Inv.resource, Inv.capacity, Inv.held, Inv.sold, Inv.version)
-            )
-            touched.append(self._state(moved.one()))
-        return touched, [(state.resource, q) for state, (_, q) in zip(touched, lines, strict=True)]
+        quantities: list[int] = []
+        for inventory_id, quantity in await db.fetch(self._sql.lines, hold_key):
+            touched.append(self._state(await db.fetchrow(move, inventory_id, quantity)))
+            quantities.append(quantity)
+        return touched, [(state.resource, q) for state, q in zip(touched, quantities, strict=True)]
 
     async def _expire_one(self, hold_key: str, cutoff: datetime) -> int:
-        H = self._holds
         async with ledger_transaction(self.engine) as conn:
-            moved = await conn.execute(
-                update(H)
-                .where(H.hold_key == hold_key, H.status == HoldStatus.ACTIVE.value, H.expires_at < cutoff)
-                .values(status=HoldStatus.EXPIRED.value, updated_at=func.now())
-                .returning(H.hold_key)
-            )
-            if moved.first() is None:
+            db = await driver(conn)
+            if await db.fetchval(self._sql.expire, hold_key, cutoff) is None:
                 return 0
-            touched, _ = await self._move_counters(conn, hold_key, sell=False)
+            touched, _ = await self._move_counters(db, hold_key, sell=False)
         await self.publish(touched)
         return 1
 
-    async def _recorded_hold(self, conn: AsyncConnection, hold_key: str) -> HoldResult:
-        H = self._holds
-        recorded = (
-            await conn.execute(select(H.status, H.expires_at, H.reason).where(H.hold_key == hold_key))
-        ).one()
-        status = HoldStatus(recorded.status)
+    async def _recorded_hold(self, db: Driver, hold_key: str) -> HoldResult:
+        recorded = await db.fetchrow(self._sql.recorded, hold_key)
+        status = HoldStatus(recorded["status"])
         if status in (HoldStatus.ACTIVE, HoldStatus.CONFIRMED):
-            return self._result(hold_key, status, recorded.expires_at, await self._recorded_lines(conn, hold_key))
+            return self._result(hold_key, status, recorded["expires_at"], await self._recorded_lines(db, hold_key))
         if status is HoldStatus.REJECTED:
-            raise _refusal_error(recorded.reason)
+            raise _refusal_error(recorded["reason"])
         raise HoldNotActive(hold_key, status)
 
-    async def _status(self, conn: AsyncConnection, hold_key: str) -> tuple[HoldStatus | None, datetime | None]:
-        H = self._holds
-        row = (await conn.execute(select(H.status, H.expires_at).where(H.hold_key == hold_key))).first()
+    async def _status(self, db: Driver, hold_key: str) -> tuple[HoldStatus | None, datetime | None]:
+        row = await db.fetchrow(self._sql.recorded, hold_key)
         if row is None:
             return None, None
-        return HoldStatus(row.status), row.expires_at
+        return HoldStatus(row["status"]), row["expires_at"]
 
-    async def _recorded_lines(self, conn: AsyncConnection, hold_key: str) -> list[tuple[str, int]]:
-        Inv, L = self._inv, self._lines
-        rows = await conn.execute(
-            select(Inv.resource, L.quantity)
-            .join(Inv, Inv.id == L.inventory_id)
-            .where(L.hold_key == hold_key)
-            .order_by(L.inventory_id)
-        )
-        return [(resource, quantity) for resource, quantity in rows]
+    async def _recorded_lines(self, db: Driver, hold_key: str) -> list[tuple[str, int]]:
+        return [(resource, quantity) for resource, quantity in await db.fetch(self._sql.recorded_lines, hold_key)]
 
     def _result(
         self, hold_key: str, status: HoldStatus, expires_at: datetime | None, lines: list[tuple[str, int]]
@@ -377,25 +301,27 @@ class Ledger:
             lines=[HoldLine(resource=resource, quantity=quantity) for resource, quantity in lines],
         )
 
-    def _state(self, row: Row[Any]) -> RowState:
+    def _state(self, row: Record) -> RowState:
         return RowState(
             service=self.service,
-            resource=row.resource,
-            capacity=row.capacity,
-            held=row.held,
-            sold=row.sold,
-            version=row.version,
+            resource=row["resource"],
+            capacity=row["capacity"],
+            held=row["held"],
+            sold=row["sold"],
+            version=row["version"],
         )
 
-    def _violation(self, row: Row[Any]) -> Violation:
+    def _violation(self, row: Record) -> Violation:
         problems = []
-        if row.held != row.active:
-            problems.append(f"held {row.held} != {row.active} in ACTIVE holds")
-        if row.sold != row.confirmed:
-            problems.append(f"sold {row.sold} != {row.confirmed} in CONFIRMED holds")
-        if row.held < 0 or row.sold < 0 or row.held + row.sold > row.capacity:
-            problems.append(f"counters out of bounds: capacity {row.capacity}, held {row.held}, sold {row.sold}")
-        return Violation(service=self.service, resource=row.resource, problem="; ".join(problems))
+        if row["held"] != row["active"]:
+            problems.append(f"held {row['held']} != {row['active']} in ACTIVE holds")
+        if row["sold"] != row["confirmed"]:
+            problems.append(f"sold {row['sold']} != {row['confirmed']} in CONFIRMED holds")
+        if row["held"] < 0 or row["sold"] < 0 or row["held"] + row["sold"] > row["capacity"]:
+            problems.append(
+                f"counters out of bounds: capacity {row['capacity']}, held {row['held']}, sold {row['sold']}"
+            )
+        return Violation(service=self.service, resource=row["resource"], problem="; ".join(problems))
 
     async def publish(self, rows: list[RowState]) -> None:
         if not rows or self.sink is None:

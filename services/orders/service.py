@@ -12,10 +12,14 @@ from services import validation
 from services.errors import UnknownResource
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
-from services.ledger.transaction import ledger_transaction, read_transaction
+from services.ledger.statements import qualified
+from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.orders.models import Hold, HoldLine, Inventory
 from services.protocol import ServiceRequest
 from services.types import Alternative, HoldResult, ItemLine, ItemsRequest, ServiceName
+
+# The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
+FIND_SKUS = f"SELECT sku, id FROM {qualified(Inventory.__table__)} WHERE sku = ANY($1::text[])"
 
 
 class OrdersService(LedgerService):
@@ -25,8 +29,8 @@ class OrdersService(LedgerService):
     async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
         wanted = self._expect(request, ItemsRequest)
 
-        async def resolve(conn: AsyncConnection) -> list[LineRef]:
-            ids = await self._ids(conn, [line.sku for line in wanted.items])
+        async def resolve(db: Driver) -> list[LineRef]:
+            ids = dict(await db.fetch(FIND_SKUS, [line.sku for line in wanted.items]))
             for line in wanted.items:
                 if line.sku not in ids:
                     raise UnknownResource(line.sku)
@@ -76,10 +80,6 @@ class OrdersService(LedgerService):
                 )
             )
         return answers
-
-    async def _ids(self, conn: AsyncConnection, skus: list[str]) -> dict[str, int]:
-        rows = await conn.execute(select(Inventory.sku, Inventory.id).where(Inventory.sku.in_(skus)))
-        return {row.sku: row.id for row in rows}
 
     async def _availability(self, conn: AsyncConnection, sku: str) -> dict[str, Any]:
         row = (

@@ -1,0 +1,106 @@
+"""The ledger's SQL text for one service schema, generated from that service's table metadata.
+
+Sent on the asyncpg connection under the SQLAlchemy transaction (see services.ledger.transaction.driver):
+asyncpg prepares each text once per connection and reuses it, so a call costs a round trip and little Python.
+Parameters are positional ($1, $2, ...). Hold statuses are written as literals from HoldStatus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+
+from services.types import HoldStatus
+
+_PREPARER = postgresql.dialect().identifier_preparer
+
+# The columns a RowState is built from, in RowState's order.
+ROW_COLUMNS = "resource, capacity, held, sold, version"
+
+
+def qualified(table: Table) -> str:
+    """`schema.table`, quoted where PostgreSQL needs it."""
+    return _PREPARER.format_table(table)
+
+
+def _status(status: HoldStatus) -> str:
+    return f"'{status.value}'"
+
+
+ACTIVE = _status(HoldStatus.ACTIVE)
+
+
+@dataclass(frozen=True)
+class LedgerStatements:
+    # hold
+    claim_key: str
+    take: str
+    row: str
+    add_lines: str
+    reject: str
+    # confirm, release, expire
+    tombstone: str
+    end_active: str
+    expire: str
+    lines: str
+    sell: str
+    unhold: str
+    # extend
+    extend: str
+    # duplicates and not-ACTIVE answers
+    recorded: str
+    recorded_lines: str
+    # operators
+    overdue: str
+    audit: str
+
+    @classmethod
+    def build(cls, inventory: Table, holds: Table, hold_lines: Table) -> LedgerStatements:
+        inv, h, lines = qualified(inventory), qualified(holds), qualified(hold_lines)
+        # reason is jsonb: sent and read as text, so these statements do not depend on the driver's json codec.
+        return cls(
+            # ON CONFLICT waits for a concurrent insert of the same key to commit, then sees its outcome.
+            claim_key=f"""INSERT INTO {h} (hold_key, status, expires_at) VALUES ($1, {ACTIVE}, $2)
+                ON CONFLICT DO NOTHING RETURNING hold_key""",
+            take=f"""UPDATE {inv} SET held = held + $2, version = version + 1
+                WHERE id = $1 AND held + sold + $2 <= capacity RETURNING {ROW_COLUMNS}""",
+            row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
+            add_lines=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity)
+                SELECT $1, unnest($2::bigint[]), unnest($3::integer[])""",
+            reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
+                reason = $2::text::jsonb WHERE hold_key = $1""",
+            tombstone=f"""INSERT INTO {h} (hold_key, status, reason)
+                VALUES ($1, {_status(HoldStatus.RELEASED)}, '{{"tombstone": true}}')
+                ON CONFLICT DO NOTHING RETURNING hold_key""",
+            end_active=f"""UPDATE {h} SET status = $2, updated_at = now()
+                WHERE hold_key = $1 AND status = {ACTIVE} RETURNING expires_at""",
+            expire=f"""UPDATE {h} SET status = {_status(HoldStatus.EXPIRED)}, updated_at = now()
+                WHERE hold_key = $1 AND status = {ACTIVE} AND expires_at < $2 RETURNING hold_key""",
+            # Ascending inventory id: the one lock order every ledger transaction follows.
+            lines=f"SELECT inventory_id, quantity FROM {lines} WHERE hold_key = $1 ORDER BY inventory_id",
+            sell=f"""UPDATE {inv} SET held = held - $2, sold = sold + $2, version = version + 1
+                WHERE id = $1 RETURNING {ROW_COLUMNS}""",
+            unhold=f"""UPDATE {inv} SET held = held - $2, version = version + 1
+                WHERE id = $1 RETURNING {ROW_COLUMNS}""",
+            extend=f"""UPDATE {h} SET expires_at = $2, updated_at = now()
+                WHERE hold_key = $1 AND status = {ACTIVE} RETURNING hold_key""",
+            recorded=f"SELECT status, expires_at, reason::text AS reason FROM {h} WHERE hold_key = $1",
+            recorded_lines=f"""SELECT i.resource, l.quantity FROM {lines} l JOIN {inv} i ON i.id = l.inventory_id
+                WHERE l.hold_key = $1 ORDER BY l.inventory_id""",
+            overdue=f"""SELECT hold_key FROM {h} WHERE status = {ACTIVE} AND expires_at < $1
+                ORDER BY expires_at LIMIT $2""",
+            audit=f"""SELECT resource, capacity, held, sold, active, confirmed FROM (
+                    SELECT i.resource, i.capacity, i.held, i.sold,
+                        coalesce(sum(l.quantity) FILTER (WHERE h.status = {ACTIVE}), 0) AS active,
+                        coalesce(sum(l.quantity) FILTER (WHERE h.status = {_status(HoldStatus.CONFIRMED)}), 0)
+                            AS confirmed
+                    FROM {inv} i
+                    LEFT JOIN {lines} l ON l.inventory_id = i.id
+                    LEFT JOIN {h} h ON h.hold_key = l.hold_key
+                    GROUP BY i.id
+                ) counted
+                WHERE held != active OR sold != confirmed OR held < 0 OR sold < 0 OR held + sold > capacity
+                ORDER BY resource""",
+        )
