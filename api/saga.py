@@ -37,6 +37,7 @@ from workflows.models import (
     CheckoutView,
     ExtendInput,
 )
+from workflows.summaries import checkout_summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,6 +89,8 @@ async def submit(
         ),
         id=checkout_id,
         task_queue=settings.task_queue_checkout,
+        # What an operator sees for this checkout in the Temporal UI's list and detail views.
+        static_summary=checkout_summary(request),
         # USE_EXISTING: a retried or concurrent POST joins the running saga.
         # REJECT_DUPLICATE: a closed saga is never started again; its final answer is returned instead.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

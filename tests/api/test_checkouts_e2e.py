@@ -16,6 +16,7 @@ from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.conftest import unique
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem
+from workflows import search_attributes
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 
@@ -175,3 +176,21 @@ async def test_schemathesis_finds_no_server_error(client: httpx.AsyncClient, sta
     # In a thread: the workers keep running on this event loop while schemathesis drives its own app copy.
     tested = await asyncio.to_thread(run_schemathesis, stack_settings)
     assert "POST /v1/checkouts" in tested
+
+
+async def test_operators_see_the_checkout_in_temporal(
+    client: httpx.AsyncClient, dev_server_env: WorkflowEnvironment
+) -> None:
+    stock = Inventory()
+    await stock.create(client)
+    body = stock.checkout()
+    response = await post_checkout(client, body)
+    assert response.status_code == 201, response.text
+    description = await dev_server_env.client.get_workflow_handle(response.json()["checkout_id"]).describe()
+    summary = await description.static_summary()
+    assert summary is not None
+    assert body["customer_id"] in summary and stock.flight in summary and stock.sku in summary
+    attributes = description.typed_search_attributes
+    assert attributes.get(search_attributes.CUSTOMER_ID) == body["customer_id"]
+    assert attributes.get(search_attributes.CHECKOUT_STATUS) == "HELD"
+    assert f"orders:{stock.sku}" in (attributes.get(search_attributes.RESOURCES) or [])
