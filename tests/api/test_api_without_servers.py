@@ -18,9 +18,10 @@ GOOD_BODY = {"customer_id": "c1", "flight": {"flight_id": "BA117", "seat_class":
 
 @pytest.fixture(scope="module")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # Nothing listens on this port: Temporal is unreachable for the whole module.
+    # Nothing listens on this port: Temporal is unreachable for the whole module. No database and no Redis
+    # either, whatever the environment says (CI's second pass sets DATABASE_URL and REDIS_URL).
     settings = Settings(operator_token=OPERATOR_TOKEN, temporal_address=f"127.0.0.1:{free_port()}",
-                        cors_origins=["https://shop.example"])
+                        database_url="", redis_url="", cors_origins=["https://shop.example"])
     async with running_app(settings) as (_app, http):
         yield http
 
