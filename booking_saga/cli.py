@@ -37,7 +37,7 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from booking_saga.worker import run_worker
 
-    if args.service != "checkout":
+    if args.service != "checkout" and not args.noop:  # the no-op floor touches no database
         _need_database(settings)
     asyncio.run(run_worker(settings, args.service, noop=args.noop))
     return 0

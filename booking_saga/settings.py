@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     hold_lifetime_max_seconds: int = 7200
     # The sweeper only expires holds this long past expires_at: the workflow's own timer goes first.
     sweeper_grace_seconds: int = 120
+    # How often each service worker sweeps; overdue holds wait at most this long past their grace.
+    sweeper_every_seconds: float = Field(default=30.0, gt=0)
 
     operator_token: str = ""
     # Keys the HMAC that turns (customer_id, Idempotency-Key) into an unguessable checkout id.

@@ -21,6 +21,11 @@ def test_cors_wildcard_is_refused() -> None:
         Settings(cors_origins=["*"])
 
 
+def test_sweeper_period_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="sweeper_every_seconds"):
+        Settings(sweeper_every_seconds=0)
+
+
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOLD_SECONDS_DEFAULT", "30")
     monkeypatch.setenv("CORS_ORIGINS", '["https://shop.example"]')
@@ -50,4 +55,15 @@ def test_api_refuses_to_start_without_operator_token() -> None:
                             text=True, timeout=60)
     assert result.returncode == 1
     assert "OPERATOR_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("service", ["flight", "all"])
+def test_service_worker_refuses_to_start_without_database_url(service: str) -> None:
+    # No Temporal either: the refusal must come before any connection attempt.
+    env = {"PATH": "/usr/bin:/bin", "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-m", "booking_saga.cli", "worker", "--service", service], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "DATABASE_URL is not set" in result.stderr
     assert "Traceback" not in result.stderr
