@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from api.fast_path import AlternativesCache
 from api.metrics import Metrics
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings
@@ -28,6 +29,8 @@ class AppState:
     services: dict[ServiceName, Any] = field(default_factory=dict)
     # The Redis availability cache (REDIS_URL): the sold-out fast path reads it, the API's own upserts write it.
     cache: AvailabilityCache | None = None
+    # The sold-out fast path's alternatives, shared briefly by every late buyer of the same thing.
+    alternatives: AlternativesCache = field(default_factory=AlternativesCache)
 
 
 def get_state(request: Request) -> AppState:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.cache import AvailabilityCache
 from services.errors import LedgerError
 from services.flight.service import resource_name as flight_resource
 from services.hotel.service import resource_name as hotel_resource
+from services.protocol import ServiceRequest
 from services.types import Alternative, FlightRequest, HotelRequest, ServiceName, Shortage
 from workflows.models import CheckoutRequest, CheckoutStatus, CheckoutView
 from workflows.summaries import request_parts
@@ -57,15 +60,63 @@ async def cached_shortages(cache: AvailabilityCache, request: CheckoutRequest) -
     return shortages
 
 
+class AlternativesCache:
+    """Alternatives per (service, request part), shared for `ttl_seconds` by every request asking the same.
+
+    A sold-out item draws the same request from every late buyer at once; each would otherwise run the same
+    alternatives queries on PostgreSQL. Alternatives are best-effort suggestions (the customer books them
+    with a new checkout, which the ledger decides), so an answer a second old is as good as a fresh one.
+    Concurrent askers share one lookup (its task is shielded from any one caller's cancellation); a lookup
+    that fails is not kept, so the next request asks again.
+    """
+
+    def __init__(self, ttl_seconds: float = 1.0, max_entries: int = 1024) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[tuple[ServiceName, str], tuple[float, asyncio.Task[list[Alternative]]]] = {}
+
+    async def get(
+        self, service: ServiceName, part: ServiceRequest, lookup: Callable[[], Awaitable[list[Alternative]]]
+    ) -> list[Alternative]:
+        key = (service, part.model_dump_json())
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= now:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+                if len(self._entries) >= self.max_entries:  # a burst of distinct requests: start over
+                    self._entries.clear()
+
+            async def run() -> list[Alternative]:
+                return await lookup()
+
+            entry = (now + self.ttl_seconds, asyncio.ensure_future(run()))
+            entry[1].add_done_callback(lambda task, key=key: self._forget_failure(key, task))
+            self._entries[key] = entry
+        return list(await asyncio.shield(entry[1]))
+
+    def _forget_failure(self, key: tuple[ServiceName, str], task: asyncio.Task[list[Alternative]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if (entry := self._entries.get(key)) is not None and entry[1] is task:
+                del self._entries[key]
+
+
 async def alternatives(
-    services: dict[ServiceName, Any], request: CheckoutRequest, short: list[ServiceName]
+    services: dict[ServiceName, Any],
+    request: CheckoutRequest,
+    short: list[ServiceName],
+    cache: AlternativesCache | None = None,
 ) -> list[Alternative]:
-    """What each short service offers instead, from PostgreSQL. Best effort, as in the saga: a rejection
-    is answered with or without suggestions."""
+    """What each short service offers instead, from PostgreSQL (or `cache`). Best effort, as in the saga:
+    a rejection is answered with or without suggestions."""
     parts = dict(request_parts(request))
-    outcomes = await asyncio.gather(
-        *(services[service].alternatives(parts[service]) for service in short), return_exceptions=True
-    )
+
+    def lookup(service: ServiceName) -> Awaitable[list[Alternative]]:
+        if cache is None:
+            return services[service].alternatives(parts[service])  # type: ignore[no-any-return]
+        return cache.get(service, parts[service], lambda: services[service].alternatives(parts[service]))
+
+    outcomes = await asyncio.gather(*(lookup(service) for service in short), return_exceptions=True)
     found: list[Alternative] = []
     for service, outcome in zip(short, outcomes, strict=True):
         if isinstance(outcome, list):

@@ -3,8 +3,8 @@
 `booking-saga worker --service checkout|flight|hotel|orders|all` runs them until SIGTERM / SIGINT.
 
 The sweeper (the ledger's safety net for holds whose workflow is gone) runs inside each service worker as a
-periodic task: every SWEEP_EVERY it expires ACTIVE holds past expires_at + SWEEPER_GRACE_SECONDS. The workflow's
-own timer always fires first; the grace keeps the two from racing.
+periodic task: every SWEEPER_EVERY_SECONDS it expires ACTIVE holds past expires_at + SWEEPER_GRACE_SECONDS.
+The workflow's own timer always fires first; the grace keeps the two from racing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from workflows.checkout_saga import CheckoutSaga
 log = logging.getLogger(__name__)
 
 WORKER_CHOICES = ("checkout", *SERVICES, "all")
-SWEEP_EVERY_SECONDS = 30.0
 
 _ADAPTERS: dict[ServiceName, type[ServiceActivities]] = {
     "flight": FlightActivities,
@@ -117,7 +116,8 @@ async def run_worker(settings: Settings, service: str, *, noop: bool = False) ->
         sweeper = None
         if sweepers and not noop:
             sweeper = asyncio.create_task(
-                sweep_forever([services[n] for n in sweepers], settings.sweeper_grace_seconds, SWEEP_EVERY_SECONDS)  # type: ignore[index]
+                sweep_forever([services[n] for n in sweepers], settings.sweeper_grace_seconds,  # type: ignore[index]
+                              settings.sweeper_every_seconds)
             )
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("workers running: %s", ", ".join(served(service)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Annotated
@@ -73,10 +74,26 @@ async def _sold_out_in_cache(
     shortages = await fast_path.cached_shortages(state.cache, request)
     if not shortages:
         return None
-    if await saga.exists(state.temporal.require(), checkout_id_):
+    # The alternatives are looked up while Temporal answers: a sold-out answer waits for the slower of the two.
+    offered = asyncio.ensure_future(
+        fast_path.alternatives(state.services, request, list(shortages), state.alternatives)
+    )
+    offered.add_done_callback(_retrieve)
+    try:
+        has_saga = await saga.exists(state.temporal.require(), checkout_id_)
+    except BaseException:
+        offered.cancel()
+        raise
+    if has_saga:
+        offered.cancel()
         return None
-    offered = await fast_path.alternatives(state.services, request, list(shortages))
-    return fast_path.rejected_view(checkout_id_, request, digest, shortages, offered)
+    return fast_path.rejected_view(checkout_id_, request, digest, shortages, await offered)
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    """Mark an abandoned lookup's error as seen: asyncio would log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _valid_id(checkout_id_: str) -> str:
