@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from booking_saga.settings import Settings, get_settings
 
@@ -119,9 +122,26 @@ COMMANDS = {
 }
 
 
+# Commands whose process holds a Temporal client or worker.
+_TEMPORAL_COMMANDS = {"api", "worker", "replay", "bench"}
+
+
+def _exit_without_finalizing(code: int) -> NoReturn:
+    """Temporal's Rust core keeps threads that can touch the GIL while CPython finalizes, which aborts a process
+    that had already shut down cleanly ("PyGILState_Release ... finalizing", sdk-python issue 300): once
+    everything is stopped and flushed, leave without interpreter teardown."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](get_settings(), args)
+    code = COMMANDS[args.command](get_settings(), args)
+    if args.command in _TEMPORAL_COMMANDS and argv is None:
+        _exit_without_finalizing(code)
+    return code
 
 
 if __name__ == "__main__":
