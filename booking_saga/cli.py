@@ -138,7 +138,9 @@ def _exit_without_finalizing(code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code = COMMANDS[args.command](get_settings(), args)
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    code = COMMANDS[args.command](settings, args)
     if args.command in _TEMPORAL_COMMANDS and argv is None:
         _exit_without_finalizing(code)
     return code

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     data_dir: str = ".data"
     embedded_redis_port: int = 6390
 
+    log_level: str = "INFO"
+
     redis_budget_ms: int = 50
     cache_ttl_seconds: int = 300
 
