@@ -53,6 +53,11 @@ def _not_placed(view: CheckoutView) -> ProblemError:
                          "see `alternatives`", kind="checkout-rejected")
     if view.status == CheckoutStatus.PENDING:
         raise service_unavailable("the checkout is still being placed; retry the same request")
+    if view.status == CheckoutStatus.NEEDS_ATTENTION:
+        # Placing failed and releasing what was held is still being retried (operators are alerted): not placed,
+        # and whatever is still held will be released, never sold.
+        return _conflict(view, "Checkout failed", "the checkout could not be placed; its holds are being released "
+                         "(an operator is alerted). Retry with a new Idempotency-Key", kind="checkout-failed")
     return _conflict(view, "Checkout failed", f"the checkout ended {view.status.value}: {view.error or 'see status'}; "
                      "nothing is held. Retry with a new Idempotency-Key", kind="checkout-failed")
 
