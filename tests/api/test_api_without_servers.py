@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from api.routes import checkouts
 from booking_saga.embedded import free_port
 from booking_saga.settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
+from workflows.models import CheckoutStatus, CheckoutView
 
 PROBLEM = "application/problem+json"
 GOOD_BODY = {"customer_id": "c1", "flight": {"flight_id": "BA117", "seat_class": "economy", "seats": 1}}
@@ -152,3 +154,18 @@ def test_openapi_documents_problems() -> None:
     assert {"201", "400", "409", "422", "503"} <= set(post_checkout["responses"])
     assert PROBLEM in post_checkout["responses"]["409"]["content"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (CheckoutStatus.REJECTED, "nothing is held"),
+        (CheckoutStatus.FAILED, "nothing is held"),
+        (CheckoutStatus.NEEDS_ATTENTION, "holds are being released"),
+    ],
+)
+def test_a_checkout_that_was_not_placed_is_a_409_saying_what_is_held(status: CheckoutStatus, says: str) -> None:
+    view = CheckoutView(checkout_id="co-" + "0" * 32, customer_id="c", request_hash="h", status=status)
+    problem = checkouts._not_placed(view)
+    assert (problem.status, problem.extras["checkout_status"]) == (409, status.value)
+    assert says in problem.detail
