@@ -16,11 +16,6 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def sync_url(url: str) -> str:
-    """Alembic runs its migrations on the same asyncpg driver; this form is only for display."""
-    return make_url(async_url(url)).render_as_string(hide_password=True)
-
-
 def create_engine(url: str, *, pool_size: int = 10, pool_pre_ping: bool = False) -> AsyncEngine:
     """The shared engine. No pre-ping by default: on asyncpg it costs three round trips (BEGIN, SELECT 1,
     ROLLBACK) every time a connection leaves the pool, about as much as a hold's own statements (measured:

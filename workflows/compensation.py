@@ -29,10 +29,6 @@ class Compensations:
         if service in self._pending:
             self._pending.remove(service)
 
-    @property
-    def pending(self) -> list[ServiceName]:
-        return list(self._pending)
-
     async def run(self, release: Callable[[ServiceName], Awaitable[object]]) -> dict[ServiceName, str]:
         """Release everything pending, newest first (in parallel: releases are independent).
 
