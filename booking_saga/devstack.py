@@ -18,7 +18,7 @@ from pathlib import Path
 from booking_saga.children import Children, stop
 from booking_saga.embedded import EmbeddedPostgres, port_is_free, redis_args, redis_url, start_postgres, wait_for_port
 from booking_saga.settings import Settings
-from booking_saga.temporal import dev_server_path
+from booking_saga.temporal import dev_server_path, dynamic_config_flags
 from workflows.search_attributes import dev_server_flags
 
 
@@ -107,7 +107,7 @@ class Stack:
             "temporal",
             [dev_server_path(), "server", "start-dev", *store, "--ip", "127.0.0.1", "--port", str(port),
              "--ui-port", str(self.settings.temporal_ui_port), "--log-level", "warn",
-             "--namespace", self.settings.temporal_namespace, *dev_server_flags()],
+             "--namespace", self.settings.temporal_namespace, *dev_server_flags(), *dynamic_config_flags()],
         )
         wait_for_port(port, timeout=60)
         if self.seed:

@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from booking_saga.embedded import free_port, start_postgres, start_redis
-from booking_saga.temporal import dev_server_path, test_server_path
+from booking_saga.temporal import dev_server_path, dynamic_config_flags, test_server_path
 from services.migrate import reset
 from workflows import search_attributes
 
@@ -62,6 +62,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=dev_server_path(),
         data_converter=pydantic_data_converter,
         search_attributes=search_attributes.ALL,
+        dev_server_extra_args=dynamic_config_flags(),
         ui=False,
     )
     yield env
