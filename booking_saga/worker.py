@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.adapter import ServiceActivities
 from activities.flight import FlightActivities
@@ -58,7 +59,9 @@ def build_workers(
     workers: list[Worker] = []
     for name in served(service):
         if name == "checkout":
-            workers.append(Worker(client, task_queue=settings.task_queue_checkout, workflows=[CheckoutSaga]))
+            runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+            queue = settings.task_queue_checkout
+            workers.append(Worker(client, task_queue=queue, workflows=[CheckoutSaga], workflow_runner=runner))
         else:
             adapter = _ADAPTERS[name](services[name])  # type: ignore[index]
             workers.append(Worker(client, task_queue=settings.task_queue(name), activities=adapter.activities()))

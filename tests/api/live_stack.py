@@ -23,6 +23,7 @@ def live_settings(env: WorkflowEnvironment, database_url: str, redis_url: str, *
         database_url=database_url,
         redis_url=redis_url,
         temporal_address=env.client.service_client.config.target_host,
+        workflow_sandbox=True,
         **overrides,
     )
 

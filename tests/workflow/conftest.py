@@ -68,6 +68,7 @@ def saga_settings() -> Settings:
     return Settings(
         task_queue_checkout=f"checkout-{suffix}", task_queue_flight=f"flight-{suffix}",
         task_queue_hotel=f"hotel-{suffix}", task_queue_orders=f"orders-{suffix}",
+        workflow_sandbox=True,  # the sandbox catches a non-deterministic call in the workflow code
     )
 
 
