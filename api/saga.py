@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.problems import ProblemError, service_unavailable
 from booking_saga.settings import Settings
 from services.types import SERVICES
+from workflows import search_attributes
 from workflows.models import (
     STATE_QUERY,
     SUBMIT,
@@ -91,6 +92,7 @@ async def submit(
         task_queue=settings.task_queue_checkout,
         # What an operator sees for this checkout in the Temporal UI's list and detail views.
         static_summary=checkout_summary(request),
+        search_attributes=search_attributes.at_start(request),
         # USE_EXISTING: a retried or concurrent POST joins the running saga.
         # REJECT_DUPLICATE: a closed saga is never started again; its final answer is returned instead.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -117,15 +119,6 @@ async def submit(
     except BaseException:
         await _collect_start_error(start)
         raise
-
-
-async def exists(client: Client, checkout_id: str) -> bool:
-    """Has this checkout id a workflow, running or closed? Transport trouble is a 503, as for every call here."""
-    try:
-        await _call(client.get_workflow_handle(checkout_id).describe(), "look up the checkout")
-    except RPCError:  # only NOT_FOUND reaches here: _call turns every other RPC error into a 503
-        return False
-    return True
 
 
 async def _collect_start_error(start: WithStartWorkflowOperation[Any, Any]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
+
+from workflows.models import CheckoutRequest, CheckoutStatus
+from workflows.summaries import resources
 
 CHECKOUT_STATUS = SearchAttributeKey.for_keyword("CheckoutStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -10,6 +13,19 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 RESOURCES = SearchAttributeKey.for_keyword_list("CheckoutResources")
 
 ALL = (CHECKOUT_STATUS, CUSTOMER_ID, RESOURCES)
+
+
+def describing(request: CheckoutRequest) -> list[SearchAttributeUpdate]:
+    """Who the checkout is for and what it touches: set once, at the start."""
+    return [CUSTOMER_ID.value_set(request.customer_id), RESOURCES.value_set(resources(request))]
+
+
+def at_start(request: CheckoutRequest) -> TypedSearchAttributes:
+    """Every search attribute of a new checkout, for the API to set when it starts the saga: the workflow then
+    need not upsert them (each upsert is a history event and a visibility write on the server)."""
+    pairs = [SearchAttributePair(update.key, update.value) for update in describing(request)]
+    return TypedSearchAttributes([*pairs, SearchAttributePair(CHECKOUT_STATUS, CheckoutStatus.PENDING.value)])
+
 
 _TYPE_NAMES = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList"}
 

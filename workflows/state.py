@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from services.types import Alternative, HoldResult, ServiceName, Shortage
     from workflows import search_attributes
     from workflows.models import CheckoutInput, CheckoutStatus, CheckoutView, StatusChange
-    from workflows.summaries import resources
 
 
 class CheckoutState:
@@ -29,17 +28,20 @@ class CheckoutState:
         self.error: str | None = None
 
     def start(self) -> None:
-        """Record PENDING and publish who the checkout is for and what it touches."""
-        workflow.upsert_search_attributes([
-            search_attributes.CUSTOMER_ID.value_set(self.params.request.customer_id),
-            search_attributes.RESOURCES.value_set(resources(self.params.request)),
-        ])
-        self.move_to(CheckoutStatus.PENDING, "holds requested")
+        """Record PENDING and publish who the checkout is for and what it touches, unless whoever started the
+        workflow set those already (the API does: search_attributes.at_start)."""
+        given = workflow.info().typed_search_attributes
+        describing = search_attributes.describing(self.params.request)
+        if any(given.get(update.key) != update.value for update in describing):
+            workflow.upsert_search_attributes(describing)
+        pending_given = given.get(search_attributes.CHECKOUT_STATUS) == CheckoutStatus.PENDING.value
+        self.move_to(CheckoutStatus.PENDING, "holds requested", publish=not pending_given)
 
-    def move_to(self, status: CheckoutStatus, reason: str | None = None) -> None:
+    def move_to(self, status: CheckoutStatus, reason: str | None = None, *, publish: bool = True) -> None:
         self.status = status
         self.history.append(StatusChange(status=status, at=workflow.now(), reason=reason))
-        workflow.upsert_search_attributes([search_attributes.CHECKOUT_STATUS.value_set(status.value)])
+        if publish:
+            workflow.upsert_search_attributes([search_attributes.CHECKOUT_STATUS.value_set(status.value)])
         details = f"**{status.value}**" + (f": {reason}" if reason else "")
         if self.expires_at is not None and status == CheckoutStatus.HELD:
             details += f" (expires {self.expires_at.isoformat()})"

@@ -46,6 +46,16 @@ async def happy(client: Client, settings: Settings, services: dict[str, FaultySe
     return handle
 
 
+async def happy_attributes_at_start(
+    client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
+):
+    """Started as the API starts it, search attributes set: the workflow upserts none before its holds."""
+    inventory = await seed(services)
+    handle, _ = await start_checkout(client, settings, inventory.request(seats=2), attributes_at_start=True)
+    await handle.execute_update(CONFIRM, result_type=CheckoutView)
+    return handle
+
+
 async def rejected(client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment):
     inventory = await seed(services, rooms=1)
     handle, _ = await start_checkout(client, settings, inventory.request(rooms=2))
@@ -79,7 +89,8 @@ async def needs_attention(
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "happy": happy, "rejected": rejected, "expired": expired, "cancelled": cancelled,
+    "happy": happy, "happy_attributes_at_start": happy_attributes_at_start,
+    "rejected": rejected, "expired": expired, "cancelled": cancelled,
     "needs_attention": needs_attention,
 }
 

@@ -161,9 +161,10 @@ async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[st
 
 async def start_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
-    extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200,
+    extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
-    """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does."""
+    """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does.
+    Without `attributes_at_start` the workflow publishes its search attributes itself, as for any starter."""
     checkout_id = unique("co")
     params = CheckoutInput(
         checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
@@ -173,6 +174,7 @@ async def start_checkout(
     handle = await client.start_workflow(
         CheckoutSaga.run, params, id=checkout_id, task_queue=settings.task_queue_checkout,
         static_summary=checkout_summary(request),
+        search_attributes=search_attributes.at_start(request) if attributes_at_start else None,
     )
     view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
     return handle, view
