@@ -12,18 +12,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from services.cache import AvailabilityCache
 from services.errors import LedgerError
 from services.flight.service import resource_name as flight_resource
 from services.hotel.service import resource_name as hotel_resource
-from services.protocol import ServiceRequest
 from services.types import Alternative, FlightRequest, HotelRequest, ServiceName, Shortage
 from workflows.models import CheckoutRequest, CheckoutStatus, CheckoutView
 from workflows.summaries import request_parts
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def wanted_rows(request: CheckoutRequest) -> dict[ServiceName, dict[str, int]]:
@@ -41,11 +42,22 @@ def wanted_rows(request: CheckoutRequest) -> dict[ServiceName, dict[str, int]]:
     return rows
 
 
-async def cached_shortages(cache: AvailabilityCache, request: CheckoutRequest) -> dict[ServiceName, list[Shortage]]:
-    """The rows the cache shows short, per service. Empty means "not known to be short": go to the saga."""
+async def cached_shortages(
+    cache: AvailabilityCache, request: CheckoutRequest, reads: SharedLookups[Any, dict[str, int] | None]
+) -> dict[ServiceName, list[Shortage]]:
+    """The rows the cache shows short, per service. Empty means "not known to be short": go to the saga.
+
+    Concurrent checkouts asking for the same rows share one Redis read (`reads`): in a flash sale every buyer
+    asks for the same sku at once, and a read per buyer queues them all behind each other on the event loop
+    until reads overrun the cache's time budget and send buyers to the (far costlier) saga.
+    """
     wanted = wanted_rows(request)
+
+    def read(service: ServiceName, rows: dict[str, int]) -> Awaitable[dict[str, int] | None]:
+        return reads.get((service, tuple(rows)), lambda: cache.available(service, list(rows)))
+
     # One round trip per service, all at once: the whole lookup stays within one cache budget.
-    found = await asyncio.gather(*(cache.available(service, list(rows)) for service, rows in wanted.items()))
+    found = await asyncio.gather(*(read(service, rows) for service, rows in wanted.items()))
     shortages: dict[ServiceName, list[Shortage]] = {}
     for (service, rows), cached in zip(wanted.items(), found, strict=True):
         if cached is None:  # the cache was unusable for this lookup: unknown, never "short"
@@ -60,52 +72,62 @@ async def cached_shortages(cache: AvailabilityCache, request: CheckoutRequest) -
     return shortages
 
 
-class AlternativesCache:
-    """Alternatives per (service, request part), shared for `ttl_seconds` by every request asking the same.
+class SharedLookups(Generic[K, V]):
+    """Concurrent askers of the same key share one lookup, whose answer is then kept for `ttl_seconds` (0: only
+    while it runs). Callers must not mutate the shared answer.
+
+    The lookup's task is shielded from any one caller's cancellation; a lookup that fails is not kept, so the next
+    request asks again.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 1024) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, asyncio.Task[V]]] = {}
+
+    async def get(self, key: K, lookup: Callable[[], Awaitable[V]]) -> V:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is None or (entry[1].done() and entry[0] <= now):
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: e for k, e in self._entries.items() if e[0] > now or not e[1].done()}
+                if len(self._entries) >= self.max_entries:  # a burst of distinct keys: start over
+                    self._entries.clear()
+
+            async def run() -> V:
+                return await lookup()
+
+            entry = (now + self.ttl_seconds, asyncio.ensure_future(run()))
+            entry[1].add_done_callback(lambda task, key=key: self._settled(key, task))
+            self._entries[key] = entry
+        return await asyncio.shield(entry[1])
+
+    def _settled(self, key: K, task: asyncio.Task[V]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if (failed or self.ttl_seconds <= 0) and (entry := self._entries.get(key)) is not None and entry[1] is task:
+            del self._entries[key]
+
+
+def shared_alternatives() -> SharedLookups[tuple[ServiceName, str], list[Alternative]]:
+    """Alternatives per (service, request part), shared for a second by every request asking the same.
 
     A sold-out item draws the same request from every late buyer at once; each would otherwise run the same
     alternatives queries on PostgreSQL. Alternatives are best-effort suggestions (the customer books them
     with a new checkout, which the ledger decides), so an answer a second old is as good as a fresh one.
-    Concurrent askers share one lookup (its task is shielded from any one caller's cancellation); a lookup
-    that fails is not kept, so the next request asks again.
     """
+    return SharedLookups(ttl_seconds=1.0)
 
-    def __init__(self, ttl_seconds: float = 1.0, max_entries: int = 1024) -> None:
-        self.ttl_seconds = ttl_seconds
-        self.max_entries = max_entries
-        self._entries: dict[tuple[ServiceName, str], tuple[float, asyncio.Task[list[Alternative]]]] = {}
 
-    async def get(
-        self, service: ServiceName, part: ServiceRequest, lookup: Callable[[], Awaitable[list[Alternative]]]
-    ) -> list[Alternative]:
-        key = (service, part.model_dump_json())
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry is None or entry[0] <= now:
-            if len(self._entries) >= self.max_entries:
-                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
-                if len(self._entries) >= self.max_entries:  # a burst of distinct requests: start over
-                    self._entries.clear()
-
-            async def run() -> list[Alternative]:
-                return await lookup()
-
-            entry = (now + self.ttl_seconds, asyncio.ensure_future(run()))
-            entry[1].add_done_callback(lambda task, key=key: self._forget_failure(key, task))
-            self._entries[key] = entry
-        return list(await asyncio.shield(entry[1]))
-
-    def _forget_failure(self, key: tuple[ServiceName, str], task: asyncio.Task[list[Alternative]]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            if (entry := self._entries.get(key)) is not None and entry[1] is task:
-                del self._entries[key]
+def shared_reads() -> SharedLookups[Any, dict[str, int] | None]:
+    """Cache reads shared only while they run: a sold-out answer never rests on a reading older than its request."""
+    return SharedLookups(ttl_seconds=0)
 
 
 async def alternatives(
     services: dict[ServiceName, Any],
     request: CheckoutRequest,
     short: list[ServiceName],
-    cache: AlternativesCache | None = None,
+    cache: SharedLookups[tuple[ServiceName, str], list[Alternative]] | None = None,
 ) -> list[Alternative]:
     """What each short service offers instead, from PostgreSQL (or `cache`). Best effort, as in the saga:
     a rejection is answered with or without suggestions."""
@@ -114,7 +136,8 @@ async def alternatives(
     def lookup(service: ServiceName) -> Awaitable[list[Alternative]]:
         if cache is None:
             return services[service].alternatives(parts[service])  # type: ignore[no-any-return]
-        return cache.get(service, parts[service], lambda: services[service].alternatives(parts[service]))
+        key = (service, parts[service].model_dump_json())
+        return cache.get(key, lambda: services[service].alternatives(parts[service]))
 
     outcomes = await asyncio.gather(*(lookup(service) for service in short), return_exceptions=True)
     found: list[Alternative] = []

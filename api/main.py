@@ -32,10 +32,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.database_url:
         from services.db import create_engine
         from services.registry import build_services
+        from services.started_checkouts import StartedCheckouts
 
         state.engine = create_engine(settings.database_url)
         # The cache as sink: the API's own capacity upserts publish their rows, as the workers' holds do.
         state.services = dict(build_services(state.engine, sink=state.cache))
+        state.started = StartedCheckouts(state.engine)
     try:
         yield
     finally:

@@ -16,35 +16,71 @@ from services.types import ServiceName
 from workflows.models import CheckoutRequest
 
 
-async def _flight(services: dict[ServiceName, Any], request: CheckoutRequest) -> None:
+class KnownResources:
+    """Resources already seen to exist: a flight's seat class, a hotel, a sku.
+
+    Nothing removes them (operators only upsert inventory), so one seen once stays valid and is not looked up
+    again: the precheck then costs a checkout nothing for what it already knows. An unknown one is looked up
+    every time, so a resource an operator has just added is bookable at once.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._seen: set[tuple[str, ...]] = set()
+
+    def __contains__(self, key: tuple[str, ...]) -> bool:
+        return key in self._seen
+
+    def add(self, key: tuple[str, ...]) -> None:
+        if len(self._seen) >= self.max_entries:  # a bound on memory, not an expiry: start over
+            self._seen.clear()
+        self._seen.add(key)
+
+
+async def _flight(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
     if request.flight is None:
+        return
+    key = ("flight", request.flight.flight_id, request.flight.seat_class)
+    if key in known:
         return
     with ledger_problems("flight", unknown_status=422):
         availability = await services["flight"].availability(request.flight.flight_id)
     if request.flight.seat_class not in availability["seat_classes"]:
-        known = ", ".join(availability["seat_classes"]) or "none"
+        known_classes = ", ".join(availability["seat_classes"]) or "none"
         raise ProblemError(
             422, "unknown-resource", "Unknown resource",
-            f"flight {request.flight.flight_id} has no seat class {request.flight.seat_class} (known: {known})",
+            f"flight {request.flight.flight_id} has no seat class {request.flight.seat_class} (known: {known_classes})",
         )
+    known.add(key)
 
 
-async def _hotel(services: dict[ServiceName, Any], request: CheckoutRequest) -> None:
+async def _hotel(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
     if request.hotel is None:
+        return
+    key = ("hotel", request.hotel.hotel_id)
+    if key in known:
         return
     with ledger_problems("hotel", unknown_status=422):
         await services["hotel"].availability(request.hotel.hotel_id, request.hotel.check_in, request.hotel.check_out)
+    known.add(key)
 
 
-async def _items(services: dict[ServiceName, Any], request: CheckoutRequest) -> None:
+async def _items(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
     if request.items is None:
         return
     for line in request.items.items:
+        key = ("sku", line.sku)
+        if key in known:
+            continue
         with ledger_problems("sku", unknown_status=422):
             await services["orders"].availability(line.sku)
+        known.add(key)
 
 
-async def check_resources_exist(services: dict[ServiceName, Any], request: CheckoutRequest) -> None:
+async def check_resources_exist(
+    services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources
+) -> None:
     if not services:  # no database configured: the saga is the only judge
         return
-    await asyncio.gather(_flight(services, request), _hotel(services, request), _items(services, request))
+    await asyncio.gather(_flight(services, request, known), _hotel(services, request, known),
+                         _items(services, request, known))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.db import async_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMAS = ("flight", "hotel", "orders")
+SCHEMAS = ("flight", "hotel", "orders", "checkout")
 # Serializes migrations of one database across processes (several test runs may share a database).
 MIGRATION_LOCK_ID = 0x6B5A6761  # arbitrary, fixed
 
@@ -30,7 +30,8 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def upgrade(url: str) -> None:
-    """Bring the three service schemas to the newest revision. Safe to run concurrently and repeatedly."""
+    """Bring every schema (the three services' and the API's `checkout`) to the newest revision. Safe to run
+    concurrently and repeatedly."""
     engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
     try:
         async with engine.begin() as conn:
@@ -41,7 +42,7 @@ async def upgrade(url: str) -> None:
 
 
 async def reset(url: str) -> None:
-    """Drop the three service schemas and the version table, then upgrade: an empty ledger (for tests)."""
+    """Drop every schema and the version table, then upgrade: an empty ledger (for tests)."""
     engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
     try:
         async with engine.begin() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import Annotated
@@ -15,8 +16,10 @@ from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, checko
 from api.precheck import check_resources_exist
 from api.problems import ProblemError, problem_docs, service_unavailable
 from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody
+from services.errors import LedgerError
 from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutRequest, CheckoutStatus, CheckoutView, ExtendInput
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/checkouts", tags=["checkouts"])
 
 # The saga answers `submit` with one of these once its holds are placed: the checkout exists (201).
@@ -67,25 +70,29 @@ async def _sold_out_in_cache(
 ) -> CheckoutView | None:
     """The REJECTED answer when the cache shows part of the request short and no saga has this id; else None.
 
-    Idempotency: a key that already has a workflow gets that workflow's answer (submit joins or reads it, and
-    refuses another body with 422), even when the cache now shows sold out. The cache is read first and
-    `describe` asked only on a hit: a checkout that is not sold out pays nothing extra, a sold-out one pays
-    one RPC instead of a saga. Without a workflow nothing was ever held under this key, so REJECTED is what
-    a saga would answer now. Nothing is recorded for a fast 409: a retry looks again, which can never hold
-    twice (a fast 409 holds nothing) and may find inventory released since, as a new attempt should.
+    Idempotency: a key that has a saga gets that saga's answer (submit joins or reads it, and refuses another
+    body with 422), even when the cache now shows sold out; every saga's id is recorded before it starts
+    (services/started_checkouts.py). The cache is read first and the record only on a hit: a checkout that is
+    not sold out pays nothing extra, a sold-out one pays a primary-key read instead of a saga. Without a saga
+    nothing was ever held under this key, so REJECTED is what a saga would answer now. Nothing is recorded for
+    a fast 409: a retry looks again, which can never hold twice (a fast 409 holds nothing) and may find
+    inventory released since, as a new attempt should.
     """
-    if state.cache is None or not state.services:
+    if state.cache is None or state.started is None or not state.services:
         return None
-    shortages = await fast_path.cached_shortages(state.cache, request)
+    shortages = await fast_path.cached_shortages(state.cache, request, state.cache_reads)
     if not shortages:
         return None
-    # The alternatives are looked up while Temporal answers: a sold-out answer waits for the slower of the two.
+    # The alternatives are looked up while the saga record is read: a sold-out answer waits for the slower one.
     offered = asyncio.ensure_future(
         fast_path.alternatives(state.services, request, list(shortages), state.alternatives)
     )
     offered.add_done_callback(_retrieve)
     try:
-        has_saga = await saga.exists(state.temporal.require(), checkout_id_)
+        has_saga = await state.started.has(checkout_id_)
+    except LedgerError as error:  # unknown: the saga decides
+        log.warning("sold-out fast path skipped, no saga record: %s", error)
+        has_saga = True
     except BaseException:
         offered.cancel()
         raise
@@ -93,6 +100,16 @@ async def _sold_out_in_cache(
         offered.cancel()
         return None
     return fast_path.rejected_view(checkout_id_, request, digest, shortages, await offered)
+
+
+async def _record_started(state: AppState, checkout_id_: str) -> None:
+    """Record the id before its saga can exist: from then on the fast path leaves this key to its saga."""
+    if state.started is None:
+        return
+    try:
+        await state.started.record(checkout_id_)
+    except LedgerError as error:
+        raise service_unavailable(f"the checkout could not be recorded ({error}); retry the same request") from error
 
 
 def _retrieve(task: asyncio.Future[object]) -> None:
@@ -146,8 +163,9 @@ async def create_checkout(body: CheckoutBody, idempotency_key: IdempotencyKey, s
             outcome = view.status.value.lower()
             state.metrics.fast_path_rejections.inc()
             raise _not_placed(view)
-        await check_resources_exist(state.services, request)
+        await check_resources_exist(state.services, request, state.known_resources)
         client = state.temporal.require()
+        await _record_started(state, cid)
         view = await saga.submit(client, settings, cid, request, digest, hold_seconds)
         if view.request_hash != digest:
             outcome = "key_reused"

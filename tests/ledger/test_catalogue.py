@@ -18,6 +18,7 @@ from services.migrate import SCHEMAS
 from services.orders.models import Base as OrdersBase
 from services.orders.service import OrdersService
 from services.seed import seed_demo
+from services.started_checkouts import Base as StartedCheckoutsBase
 from services.types import FlightRequest, HotelRequest, ItemLine, ItemsRequest
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
@@ -83,7 +84,7 @@ async def test_seed_demo_is_idempotent(services) -> None:
 
 def _differences(connection: Connection) -> list[object]:
     models = MetaData()
-    for base in (FlightBase, HotelBase, OrdersBase):
+    for base in (FlightBase, HotelBase, OrdersBase, StartedCheckoutsBase):
         for table in base.metadata.tables.values():
             table.to_metadata(models)
     context = MigrationContext.configure(
