@@ -29,6 +29,9 @@ from services.types import RowAvailability
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "bs:avail:"
+# Defaults of AvailabilityCache and its from_url (the settings REDIS_BUDGET_MS and CACHE_TTL_SECONDS say why).
+DEFAULT_TTL_SECONDS = 300
+DEFAULT_BUDGET_MS = 200
 FIELDS = ("version", "capacity", "held", "sold")
 
 T = TypeVar("T")
@@ -107,8 +110,8 @@ class AvailabilityCache:
         client: Redis,
         *,
         prefix: str = DEFAULT_PREFIX,
-        ttl_seconds: int = 300,
-        budget_ms: int = 50,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        budget_ms: int = DEFAULT_BUDGET_MS,
         registry: CollectorRegistry | None = None,
         owns_client: bool = False,
     ) -> None:
@@ -131,8 +134,8 @@ class AvailabilityCache:
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
-        ttl_seconds: int = 300,
-        budget_ms: int = 50,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        budget_ms: int = DEFAULT_BUDGET_MS,
         registry: CollectorRegistry | None = None,
     ) -> AvailabilityCache:
         """A cache with its own client; close it with aclose()."""

@@ -1,7 +1,7 @@
 """The hold ledger: hold, confirm, release, extend, expire and audit on one service's three tables.
 
-Statements are SQL text (services.ledger.statements) sent on the asyncpg connection under a SQLAlchemy
-transaction: the transaction, its lock_timeout and error translation stay in services.ledger.transaction.
+Statements are SQL text (services.ledger.statements) sent on a pooled asyncpg connection: the transaction, its
+lock_timeout and error translation stay in services.ledger.transaction.
 
 Every operation is one transaction, idempotent by hold key, and never reads in one transaction what it
 writes in another. Row locks are always taken in the same order, so two ledger calls cannot deadlock:
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.errors import HoldNotActive, InvalidRequest, LedgerError, Unavailable, UnknownResource
 from services.ledger.statements import LedgerStatements
 from services.ledger.tables import HoldLineRow, HoldRow, InventoryRow
-from services.ledger.transaction import Driver, driver, ledger_transaction, read_transaction
+from services.ledger.transaction import Driver, driver_transaction, pooled_driver
 from services.protocol import AvailabilitySink, RowState
 from services.types import HoldLine, HoldResult, HoldStatus, ServiceName, Shortage, Violation
 
@@ -120,8 +120,7 @@ class Ledger:
         refusal: Unavailable | UnknownResource | None = None
         taken: list[tuple[RowState, int]] = []
         short_rows: list[RowState] = []
-        async with ledger_transaction(self.engine) as conn:
-            db = await driver(conn)
+        async with driver_transaction(self.engine) as db:
             if await db.fetchval(sql.claim_key, hold_key, expires_at) is None:
                 return await self._recorded_hold(db, hold_key)
             try:
@@ -143,8 +142,7 @@ class Ledger:
 
     async def confirm(self, hold_key: str) -> HoldResult:
         _check_key(hold_key)
-        async with ledger_transaction(self.engine) as conn:
-            db = await driver(conn)
+        async with driver_transaction(self.engine) as db:
             moved = await db.fetchrow(self._sql.end_active, hold_key, HoldStatus.CONFIRMED.value)
             if moved is None:
                 status, expires_at = await self._status(db, hold_key)
@@ -160,8 +158,7 @@ class Ledger:
         REJECTED -> no-op answering the recorded status. CONFIRMED -> HoldNotActive: a sale is never undone."""
         _check_key(hold_key)
         sql = self._sql
-        async with ledger_transaction(self.engine) as conn:
-            db = await driver(conn)
+        async with driver_transaction(self.engine) as db:
             if await db.fetchval(sql.tombstone, hold_key) is not None:
                 return self._result(hold_key, HoldStatus.RELEASED, None, [])
             moved = await db.fetchrow(sql.end_active, hold_key, HoldStatus.RELEASED.value)
@@ -177,8 +174,7 @@ class Ledger:
 
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
         _check_key(hold_key)
-        async with ledger_transaction(self.engine) as conn:
-            db = await driver(conn)
+        async with driver_transaction(self.engine) as db:
             if await db.fetchval(self._sql.extend, hold_key, expires_at) is None:
                 status, _ = await self._status(db, hold_key)
                 raise HoldNotActive(hold_key, status)
@@ -189,8 +185,8 @@ class Ledger:
         """ACTIVE holds with expires_at + grace < now become EXPIRED, counters back. One transaction per hold
         (each re-checks the condition under its row lock), so a busy hold is skipped, not fatal."""
         cutoff = now - timedelta(seconds=grace_seconds)
-        async with read_transaction(self.engine) as conn:
-            keys = [row["hold_key"] for row in await (await driver(conn)).fetch(self._sql.overdue, cutoff, limit)]
+        async with pooled_driver(self.engine) as db:
+            keys = [row["hold_key"] for row in await db.fetch(self._sql.overdue, cutoff, limit)]
         expired = 0
         for hold_key in keys:
             try:
@@ -201,8 +197,8 @@ class Ledger:
 
     async def audit(self) -> list[Violation]:
         """Rows where held != sum of ACTIVE lines, sold != sum of CONFIRMED lines, or the CHECK fails."""
-        async with read_transaction(self.engine) as conn:
-            rows = await (await driver(conn)).fetch(self._sql.audit)
+        async with pooled_driver(self.engine) as db:
+            rows = await db.fetch(self._sql.audit)
         return [self._violation(row) for row in rows]
 
     # ---- helpers ----------------------------------------------------------------------------------------
@@ -235,9 +231,12 @@ class Ledger:
             raise Unavailable(shortages)
         if not lines:
             raise InvalidRequest("a hold needs at least one line")
-        await db.execute(
-            self._sql.add_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
-        )
+        if len(ordered) == 1:
+            await db.execute(self._sql.add_line, hold_key, ordered[0].inventory_id, ordered[0].quantity)
+        else:
+            await db.execute(
+                self._sql.add_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
+            )
         return taken
 
     async def _row(self, db: Driver, inventory_id: int) -> RowState:
@@ -264,8 +263,7 @@ class Ledger:
         return touched, [(state.resource, q) for state, q in zip(touched, quantities, strict=True)]
 
     async def _expire_one(self, hold_key: str, cutoff: datetime) -> int:
-        async with ledger_transaction(self.engine) as conn:
-            db = await driver(conn)
+        async with driver_transaction(self.engine) as db:
             if await db.fetchval(self._sql.expire, hold_key, cutoff) is None:
                 return 0
             touched, _ = await self._move_counters(db, hold_key, sell=False)

@@ -1,6 +1,6 @@
 """The ledger's SQL text for one service schema, generated from that service's table metadata.
 
-Sent on the asyncpg connection under the SQLAlchemy transaction (see services.ledger.transaction.driver):
+Sent on a pooled asyncpg connection (services.ledger.transaction.driver_transaction, or `pooled_driver` for reads):
 asyncpg prepares each text once per connection and reuses it, so a call costs a round trip and little Python.
 Parameters are positional ($1, $2, ...). Hold statuses are written as literals from HoldStatus.
 """
@@ -38,6 +38,7 @@ class LedgerStatements:
     claim_key: str
     take: str
     row: str
+    add_line: str
     add_lines: str
     reject: str
     # confirm, release, expire
@@ -67,6 +68,8 @@ class LedgerStatements:
             take=f"""UPDATE {inv} SET held = held + $2, version = version + 1
                 WHERE id = $1 AND held + sold + $2 <= capacity RETURNING {ROW_COLUMNS}""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
+            # One line (a seat class, a single sku): three scalars bind cheaper than two one-element arrays.
+            add_line=f"INSERT INTO {lines} (hold_key, inventory_id, quantity) VALUES ($1, $2, $3)",
             add_lines=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity)
                 SELECT $1, unnest($2::bigint[]), unnest($3::integer[])""",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
