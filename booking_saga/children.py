@@ -26,13 +26,25 @@ class Children:
 
     started: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: Sequence[str], env: dict[str, str] | None = None, *, stdout: int | None = None
+    ) -> subprocess.Popen[bytes]:
         # A session of its own: Ctrl-C reaches only `dev`, which then stops everything in a safe order.
         process = subprocess.Popen(
-            list(args), env=env, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent
+            list(args),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.started.append((name, process))
         return process
+
+    def forget(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop one child now and leave it out of what `exited` and `stop_all` look at."""
+        stop(process)
+        self.started = [(name, child) for name, child in self.started if child is not process]
 
     def exited(self) -> tuple[str, int] | None:
         for name, process in self.started:

@@ -11,11 +11,13 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
-from booking_saga.children import Children, stop
+from booking_saga.children import Children
 from booking_saga.embedded import EmbeddedPostgres, port_is_free, redis_args, redis_url, start_postgres, wait_for_port
 from booking_saga.settings import Settings
 from booking_saga.temporal import dev_server_path, dynamic_config_flags
@@ -24,6 +26,69 @@ from workflows.search_attributes import dev_server_flags
 
 class PortInUse(Exception):
     pass
+
+
+# The dev server picks the ports of its internal services (history, matching, worker) itself, as free ports it
+# releases before binding them again. Any other socket on the machine can take one in between (an outgoing
+# connection's local port is enough), and the server then panics during start-up: seen once in CI. A server that
+# has just started holds nothing yet, so starting it again is safe.
+DEV_SERVER_ATTEMPTS = 3
+# The dev server prints this line on stdout once every one of its services has started.
+_DEV_SERVER_UP = b"Temporal Server:"
+# A service that could not bind its port panics in a goroutine its start has already launched: this long is ample
+# for that panic to end the process, so a server still running after it keeps running.
+_DEV_SERVER_GRACE_SECONDS = 0.5
+
+
+def dev_server_args(
+    port: int, *, namespace: str, ui_port: int | None = None, db_file: Path | None = None
+) -> list[str]:
+    """`temporal server start-dev` on 127.0.0.1 with our search attributes and dynamic config."""
+    ui = ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    store = ["--db-filename", str(db_file)] if db_file is not None else []
+    return [dev_server_path(), "server", "start-dev", *store, "--ip", "127.0.0.1", "--port", str(port), *ui,
+            "--log-level", "warn", "--namespace", namespace, *dev_server_flags(), *dynamic_config_flags()]
+
+
+def _forward_until_up(stdout: IO[bytes], up: threading.Event) -> None:
+    # Reading stdout to its end also keeps the server from blocking on a full pipe after it is up.
+    for line in stdout:
+        os.write(1, line)
+        if line.startswith(_DEV_SERVER_UP):
+            up.set()
+
+
+def _came_up(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    assert process.stdout is not None
+    up = threading.Event()
+    threading.Thread(target=_forward_until_up, args=(process.stdout, up), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not up.wait(0.1):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Temporal dev server did not finish starting within {timeout:.0f}s")
+    try:
+        process.wait(_DEV_SERVER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
+
+
+def start_dev_server(children: Children, args: list[str], *, timeout: float = 60.0) -> subprocess.Popen[bytes]:
+    """Start the dev server as the child "temporal" and return once all its services are up."""
+    for attempt in range(1, DEV_SERVER_ATTEMPTS + 1):
+        process = children.start("temporal", args, stdout=subprocess.PIPE)
+        if _came_up(process, timeout):
+            return process
+        children.forget(process)
+        print(
+            f"the Temporal dev server exited with code {process.returncode} during start-up"
+            f" (attempt {attempt} of {DEV_SERVER_ATTEMPTS})",
+            file=sys.stderr,
+            flush=True,
+        )
+    raise RuntimeError(f"the Temporal dev server failed to start {DEV_SERVER_ATTEMPTS} times: see its output above")
 
 
 def temporal_port(settings: Settings) -> int:
@@ -101,15 +166,13 @@ class Stack:
             self.children.start("redis", redis_args(self.data_dir / "redis", port, persist=self.persist))
             wait_for_port(port)
             self.redis_url = redis_url(port)
-        port = temporal_port(self.settings)
-        store = ["--db-filename", str(self.data_dir / "temporal.db")] if self.persist else []
-        self.children.start(
-            "temporal",
-            [dev_server_path(), "server", "start-dev", *store, "--ip", "127.0.0.1", "--port", str(port),
-             "--ui-port", str(self.settings.temporal_ui_port), "--log-level", "warn",
-             "--namespace", self.settings.temporal_namespace, *dev_server_flags(), *dynamic_config_flags()],
+        args = dev_server_args(
+            temporal_port(self.settings),
+            namespace=self.settings.temporal_namespace,
+            ui_port=self.settings.temporal_ui_port,
+            db_file=self.data_dir / "temporal.db" if self.persist else None,
         )
-        wait_for_port(port, timeout=60)
+        start_dev_server(self.children, args)
         if self.seed:
             asyncio.run(_migrate_and_seed(self.database_url))
 
@@ -119,8 +182,7 @@ class Stack:
 
     def stop_workers(self) -> None:
         if self.workers is not None:
-            stop(self.workers)
-            self.children.started = [(n, p) for n, p in self.children.started if p is not self.workers]
+            self.children.forget(self.workers)
             self.workers = None
 
     def start_api(self) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from booking_saga.children import Children
+from booking_saga.devstack import dev_server_args, start_dev_server
 from booking_saga.embedded import free_port, start_postgres, start_redis
-from booking_saga.temporal import dev_server_path, dynamic_config_flags, test_server_path
+from booking_saga.temporal import test_server_path
 from services.migrate import reset
-from workflows import search_attributes
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +60,13 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The real Temporal dev server (in memory, headless), with the custom search attributes registered."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=dev_server_path(),
-        data_converter=pydantic_data_converter,
-        search_attributes=search_attributes.ALL,
-        dev_server_extra_args=dynamic_config_flags(),
-        ui=False,
-    )
-    yield env
-    await env.shutdown()
+    """The real Temporal dev server (in memory, headless), started as `booking-saga dev` starts it."""
+    children = Children()
+    port = free_port()
+    try:
+        # Off the event loop: the start waits for the server's own "up" line.
+        await asyncio.to_thread(start_dev_server, children, dev_server_args(port, namespace="default"))
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
+        yield WorkflowEnvironment.from_client(client)
+    finally:
+        children.stop_all()
