@@ -39,7 +39,8 @@ async def _until(handle, status: CheckoutStatus, env: WorkflowEnvironment) -> Ch
         if view.status == status:
             return view
         await env.sleep(30)
-    raise AssertionError(f"saga never reached {status}; last seen {view.status}")
+    changes = [(change.status.value, change.reason) for change in view.history]
+    raise AssertionError(f"saga never reached {status}; last seen {view.status} (error {view.error!r}), {changes}")
 
 
 async def test_hold_committed_but_result_lost_is_released_and_late_retry_refused(
