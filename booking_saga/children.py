@@ -14,6 +14,7 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     # If `booking-saga dev` itself is killed (SIGKILL), the kernel sends SIGTERM to its children so nothing lingers.
+    # The kernel's "parent" is the thread that started the child: start children from a thread that outlives them.
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -64,8 +63,9 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     children = Children()
     port = free_port()
     try:
-        # Off the event loop: the start waits for the server's own "up" line.
-        await asyncio.to_thread(start_dev_server, children, dev_server_args(port, namespace="default"))
+        # On this (the main) thread, not a worker thread: the server gets SIGTERM when the thread that started
+        # it ends (children.py, PR_SET_PDEATHSIG). Nothing else runs on the loop while the session starts.
+        start_dev_server(children, dev_server_args(port, namespace="default"))
         client = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
         yield WorkflowEnvironment.from_client(client)
     finally:
