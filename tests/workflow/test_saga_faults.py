@@ -43,6 +43,18 @@ async def _until(handle, status: CheckoutStatus, env: WorkflowEnvironment) -> Ch
     raise AssertionError(f"saga never reached {status}; last seen {view.status} (error {view.error!r}), {changes}")
 
 
+async def _published_status(handle, expected: CheckoutStatus) -> str | None:
+    """The CheckoutStatus search attribute once it shows `expected` (or what it shows after 5 s). A query answers
+    from the worker's copy of the workflow, which can be ahead of what the server has recorded of the same
+    workflow task."""
+    for _ in range(50):
+        published = (await handle.describe()).typed_search_attributes.get(search_attributes.CHECKOUT_STATUS)
+        if published == expected.value:
+            break
+        await asyncio.sleep(0.1)
+    return published
+
+
 async def test_hold_committed_but_result_lost_is_released_and_late_retry_refused(
     isolated_client: Client, saga_settings: Settings, saga_services
 ) -> None:
@@ -90,8 +102,7 @@ async def test_failing_release_needs_attention_until_the_operator_retries(
 
     stuck = await _until(handle, CheckoutStatus.NEEDS_ATTENTION, time_skipping_env)
     assert stuck.error and "hotel" in stuck.error
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(search_attributes.CHECKOUT_STATUS) == "NEEDS_ATTENTION"
+    assert await _published_status(handle, CheckoutStatus.NEEDS_ATTENTION) == "NEEDS_ATTENTION"
     held = await counters(saga_services, inventory)
     assert held["hotel"] == (1, 0) and held["flight"] == held["orders"] == (0, 0)
     # The hold has expired: a confirm now is refused by the validator, nothing half-done.
