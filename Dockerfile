@@ -4,6 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
+# The locked runtime dependencies (hashed, PyPI) first: their layer survives every source change.
+COPY requirements/prod.lock ./requirements/
+RUN pip install --require-hashes -r requirements/prod.lock
 COPY pyproject.toml README.md ./
 COPY booking_saga ./booking_saga
 COPY api ./api
@@ -13,7 +16,7 @@ COPY services ./services
 COPY bench ./bench
 # Production installs no embedded servers: PostgreSQL, Redis and Temporal come from DATABASE_URL, REDIS_URL,
 # TEMPORAL_ADDRESS.
-RUN pip install .
+RUN pip install --no-deps --no-build-isolation .
 
 RUN useradd --system --uid 10001 app
 USER app

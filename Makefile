@@ -3,15 +3,35 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install dev test lint compose-check bench clean
+.PHONY: install dev test lint compose-check bench clean lock
 
-$(BIN)/.installed: pyproject.toml
+# Every install comes from the hashed lock (PyPI only): two machines get the same bytes. `make lock` rewrites the
+# locks after a dependency change in pyproject.toml, keeping every other pin; `make lock UPGRADE=1` moves all pins
+# to the newest releases, `make lock LOCK_ARGS='--upgrade-package temporalio'` one of them.
+DEV_LOCK := requirements/dev.lock
+PROD_LOCK := requirements/prod.lock
+# --no-config and --index-url: the lock never records a local index or a machine's own wheels.
+LOCK_FLAGS := --quiet --no-config --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--index-url https://pypi.org/simple --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) $(LOCK_ARGS)
+
+# The lock holds the build backend too, so the project itself is built without fetching anything.
+$(BIN)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/.installed
+
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+
+# The runtime-only lock (the Docker image) takes the dev lock's versions, without the extras.
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra test --extra bench --extra embedded \
+		pyproject.toml requirements/build.in -o $(DEV_LOCK)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --constraint $(DEV_LOCK) pyproject.toml requirements/build.in -o $(PROD_LOCK)
 
 dev: $(BIN)/.installed
 	$(BIN)/booking-saga dev
@@ -21,6 +41,7 @@ test: $(BIN)/.installed lint
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(BIN)/.installed
 	$(BIN)/booking-saga bench

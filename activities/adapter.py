@@ -1,39 +1,55 @@
-"""The one adapter shape every service shares: Temporal activities named '<service>.<operation>'.
+"""The one adapter every participant shares: Temporal activities named '<participant>.<operation>'.
 
-Activities stay thin: they call the InventoryService and translate its typed errors into ApplicationError,
-so the workflow's retry policies see which failures are worth another attempt (Busy) and which are final.
+Activities stay thin: they call the participant's HoldOperations and translate its typed errors into
+ApplicationError (type = the error's ErrorType), so the workflow's retry policies see which failures are worth
+another attempt (Busy) and which are final.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.models import OPERATIONS, ExtendHoldInput, HoldInput, activity_name
-from services.errors import LedgerError, Unavailable, UnknownResource
-from services.protocol import InventoryService, ServiceRequest
-from services.types import Alternative, HoldResult, ServiceName
+from activities.models import OPERATIONS, ExtendHoldInput, HoldInput, activity_name, hold_input_for
+from services.errors import HoldNotActive, LedgerError, Unavailable, UnknownResource
+from services.participant import HoldOperations
+from services.registry import AnyParticipant
+from services.types import Alternative, Frozen, HoldResult
 
 
 def to_application_error(err: LedgerError) -> ApplicationError:
-    """type = the error class name (the workflow matches on it); details carry what a caller needs."""
-    details: list[Any] = []
+    """type = the error's ErrorType (the workflow matches on it); details carry what a caller needs."""
+    details: list[object] = []
     if isinstance(err, Unavailable):
         details = [[s.model_dump(mode="json") for s in err.shortages]]
     elif isinstance(err, UnknownResource):
         details = [err.resource]
+    elif isinstance(err, HoldNotActive):
+        details = [err.status.value if err.status is not None else None]
     return ApplicationError(
-        str(err), *details, type=type(err).__name__, non_retryable=not err.retryable,
+        str(err), *details, type=err.type.value, non_retryable=not err.retryable,
         # A sold-out seat is an answer, not an incident: benign errors are not logged as activity failures.
         category=ApplicationErrorCategory.UNSPECIFIED if err.retryable else ApplicationErrorCategory.BENIGN,
     )
 
 
 T = TypeVar("T")
+
+COMPENSATION_METRIC = "booking_compensation_attempts"
+
+
+def _count_release(participant: str, outcome: str) -> None:
+    if not activity.in_activity():  # called directly (tests, the no-op floor): no activity, no meter
+        return
+    activity.metric_meter().create_counter(
+        COMPENSATION_METRIC, "Release (compensation) attempts, retries included, by participant and outcome."
+    ).add(1, {"participant": participant, "outcome": outcome})
 
 
 async def _translated(call: Awaitable[T]) -> T:
@@ -43,41 +59,89 @@ async def _translated(call: Awaitable[T]) -> T:
         raise to_application_error(err) from err
 
 
-class ServiceActivities:
-    """Activities for one service. Subclasses only name the service; `activities()` hands them to a Worker."""
+class ParticipantActivities:
+    """The activities of one participant over its HoldOperations; `activities()` hands them to a Worker."""
 
-    service_name: ClassVar[ServiceName]
+    def __init__(self, participant: AnyParticipant, operations: HoldOperations[Any]) -> None:
+        if operations.name != participant.name:
+            raise ValueError(f"the {participant.name} activities need its operations, got {operations.name}")
+        self.participant = participant
+        self.operations = operations
+        # Deterministic crash points for the crash tests (tests/workflow/test_crash_points.py): a worker that dies
+        # at an exact step proves the saga settles and the ledger moves once. Inert unless set: read once here.
+        self._crash_before = os.environ.get("BOOKING_SAGA_CRASH_BEFORE", "")
+        self._crash_after = os.environ.get("BOOKING_SAGA_CRASH_AFTER", "")
+        self._crash_once = os.environ.get("BOOKING_SAGA_CRASH_ONCE", "")
 
-    def __init__(self, service: InventoryService) -> None:
-        if service.name != self.service_name:
-            raise ValueError(f"{type(self).__name__} needs the {self.service_name} service, got {service.name}")
-        self.service = service
+    def _crash_at(self, point: str, operation: str) -> None:
+        """SIGKILL this process if `point` names `<participant>.<operation>`; with BOOKING_SAGA_CRASH_ONCE only the
+        first time (the marker file, created atomically, tells a restarted or second worker not to)."""
+        if point != activity_name(self.participant.name, operation):
+            return
+        if self._crash_once:
+            try:
+                os.close(os.open(self._crash_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _ledger(self, operation: str, call: Awaitable[T]) -> T:
+        # BEFORE: nothing reached the ledger; AFTER: the ledger call returned (committed), its result is lost.
+        self._crash_at(self._crash_before, operation)
+        result = await _translated(call)
+        self._crash_at(self._crash_after, operation)
+        return result
 
     async def hold(self, params: HoldInput) -> HoldResult:
-        return await _translated(self.service.hold(params.hold_key, params.request, params.expires_at))
+        return await self._ledger("hold", self.operations.hold(params.hold_key, params.request, params.expires_at))
 
     async def confirm(self, hold_key: str) -> HoldResult:
-        return await _translated(self.service.confirm(hold_key))
+        return await self._ledger("confirm", self.operations.confirm(hold_key))
 
     async def release(self, hold_key: str) -> HoldResult:
-        return await _translated(self.service.release(hold_key))
+        # Every release is a compensation attempt (retries included): counted where it runs, the worker's SDK
+        # metrics endpoint (booking_compensation_attempts_total{participant, outcome}).
+        outcome = "failed"
+        try:
+            result = await self._ledger("release", self.operations.release(hold_key))
+            outcome = "released"
+            return result
+        finally:
+            _count_release(self.participant.name, outcome)
 
     async def extend(self, params: ExtendHoldInput) -> HoldResult:
-        return await _translated(self.service.extend(params.hold_key, params.expires_at))
+        return await self._ledger("extend", self.operations.extend(params.hold_key, params.expires_at))
 
-    async def alternatives(self, request: ServiceRequest) -> list[Alternative]:
-        return await _translated(self.service.alternatives(request))
+    async def alternatives(self, request: Frozen) -> list[Alternative]:
+        return await _translated(self.operations.alternatives(request))
 
-    def activities(self) -> list[Callable[..., Any]]:
-        """The operations as activities named '<service>.<operation>' (names are per instance, not per class)."""
-        return [_as_activity(activity_name(self.service_name, op), getattr(self, op)) for op in OPERATIONS]
+    def activities(self) -> list[Callable[..., Awaitable[object]]]:
+        """The operations as activities named '<participant>.<operation>', each decoding its argument as this
+        participant's models (the pydantic converter reads the parameter types from the signature)."""
+        arguments: dict[str, object] = {
+            "hold": hold_input_for(self.participant),
+            "alternatives": self.participant.request_model,
+        }
+        return [
+            _as_activity(activity_name(self.participant.name, op), getattr(self, op), arguments.get(op))
+            for op in OPERATIONS
+        ]
 
 
-def _as_activity(name: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+def _as_activity(
+    name: str, method: Callable[..., Awaitable[object]], argument: object | None
+) -> Callable[..., Awaitable[object]]:
     # A bound method cannot carry Temporal's definition attribute: wrap it in a plain function that keeps the
-    # signature (the pydantic converter reads the parameter and return types from it).
+    # signature, with the argument's type narrowed to the participant's own model where it has one.
     @functools.wraps(method)
-    async def run(*args: Any) -> Any:
+    async def run(*args: object) -> object:
         return await method(*args)
 
+    if argument is not None:
+        run.__annotations__ = {**run.__annotations__, _first_parameter(method): argument}
     return activity.defn(name=name)(run)
+
+
+def _first_parameter(method: Callable[..., object]) -> str:
+    names: Sequence[str] = method.__code__.co_varnames[1 : method.__code__.co_argcount]
+    return names[0]

@@ -1,24 +1,37 @@
-"""What the workflow sends the service activities. Pure pydantic: safe to import from workflow code."""
+"""What the workflow sends the participant activities. Pure pydantic: safe to import from workflow code.
+
+The workflow sends a `HoldInput` whose request is the participant's own model (serialized whole); the activity
+decodes it with `hold_input_for(participant)`, whose `request` field is that participant's request model.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from services.types import FlightRequest, Frozen, HotelRequest, ItemsRequest
+from pydantic import SerializeAsAny, create_model
 
-# A union the pydantic converter resolves unambiguously: every request model forbids extra fields.
-AnyRequest = FlightRequest | HotelRequest | ItemsRequest
+from services.registry import AnyParticipant
+from services.types import Frozen
 
 
 class HoldInput(Frozen):
     hold_key: str
-    request: AnyRequest
+    request: SerializeAsAny[Frozen]
     expires_at: datetime
 
 
 class ExtendHoldInput(Frozen):
     hold_key: str
     expires_at: datetime
+
+
+@cache
+def hold_input_for(participant: AnyParticipant) -> type[HoldInput]:
+    """HoldInput with `request` typed as `participant`'s request model (what its hold activity decodes)."""
+    request: Any = (participant.request_model, ...)
+    return create_model(f"{type(participant).__name__}HoldInput", __base__=HoldInput, request=request)
 
 
 def activity_name(service: str, operation: str) -> str:

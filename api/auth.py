@@ -11,7 +11,7 @@ from api.deps import StateDep
 from api.problems import ProblemError
 
 # auto_error=False: a missing header must give our problem+json 401, not FastAPI's plain 403.
-bearer = HTTPBearer(auto_error=False, scheme_name="OperatorToken", description="The operator token (OPERATOR_TOKEN).")
+bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken", description="The operator token (OPERATOR_TOKEN).")
 
 
 async def require_operator(

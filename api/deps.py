@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,9 +15,11 @@ from api.precheck import KnownResources
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings
 from services.cache import AvailabilityCache
-from services.protocol import InventoryService
+from services.customer_limits import CustomerLimits
+from services.db import Engines
+from services.registry import AnyService
 from services.started_checkouts import StartedCheckouts
-from services.types import ServiceName
+from services.types import Alternative
 
 
 @dataclass
@@ -28,17 +30,22 @@ class AppState:
     metrics: Metrics
     temporal: TemporalLink
     engine: AsyncEngine | None = None
-    services: dict[ServiceName, Any] = field(default_factory=dict)
+    engines: Engines | None = None
+    services: dict[str, AnyService] = field(default_factory=dict)
     # The Redis availability cache (REDIS_URL): the sold-out fast path reads it, the API's own upserts write it.
     cache: AvailabilityCache | None = None
-    # Flights, hotels and skus seen to exist: the precheck looks each up once.
+    # Checkout parts seen to exist: the precheck looks each up once.
     known_resources: KnownResources = field(default_factory=KnownResources)
     # Which checkout ids have a saga: the fast path answers only for ids that have none.
     started: StartedCheckouts | None = None
+    # Per-customer hold limits: claimed before each new saga, removed by the saga when it settles.
+    limits: CustomerLimits | None = None
     # The sold-out fast path's alternatives, shared briefly by every late buyer of the same thing.
-    alternatives: SharedLookups[Any, Any] = field(default_factory=shared_alternatives)
+    alternatives: SharedLookups[tuple[str, str], list[Alternative]] = field(default_factory=shared_alternatives)
     # Its cache reads, shared by concurrent checkouts of the same rows.
-    cache_reads: SharedLookups[Any, Any] = field(default_factory=shared_reads)
+    cache_reads: SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None] = field(
+        default_factory=shared_reads
+    )
 
 
 # Dependencies are `async def` although they do not await: FastAPI runs a plain `def` dependency in a thread
@@ -56,11 +63,11 @@ async def get_temporal(state: Annotated[AppState, Depends(get_state)]) -> Client
     return state.temporal.require()
 
 
-async def get_services(state: Annotated[AppState, Depends(get_state)]) -> dict[ServiceName, InventoryService]:
+async def get_services(state: Annotated[AppState, Depends(get_state)]) -> dict[str, AnyService]:
     return state.services
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
-ServicesDep = Annotated[dict[ServiceName, InventoryService], Depends(get_services)]
+ServicesDep = Annotated[dict[str, AnyService], Depends(get_services)]

@@ -9,42 +9,34 @@ same body whichever path answered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from services.cache import AvailabilityCache
 from services.errors import LedgerError
-from services.flight.service import resource_name as flight_resource
-from services.hotel.service import resource_name as hotel_resource
-from services.types import Alternative, FlightRequest, HotelRequest, ServiceName, Shortage
+from services.registry import AnyService
+from services.types import Alternative, Shortage
 from workflows.models import CheckoutRequest, CheckoutStatus, CheckoutView
-from workflows.summaries import request_parts
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-def wanted_rows(request: CheckoutRequest) -> dict[ServiceName, dict[str, int]]:
-    """Per service, the ledger rows the checkout would hold and how many units of each, named the way the
-    ledgers name (and publish) them: 'BA117/economy', 'H1/deluxe/2026-12-01' per night, 'SKU-1'."""
-    rows: dict[ServiceName, dict[str, int]] = {}
-    for service, part in request_parts(request):
-        if isinstance(part, FlightRequest):
-            rows[service] = {flight_resource(part.flight_id, part.seat_class): part.seats}
-        elif isinstance(part, HotelRequest):
-            nights = part.nights()
-            rows[service] = {hotel_resource(part.hotel_id, part.room_type, night): part.rooms for night in nights}
-        else:
-            rows[service] = {line.sku: line.quantity for line in part.items}
-    return rows
+def wanted_rows(request: CheckoutRequest) -> dict[str, dict[str, int]]:
+    """Per participant, the ledger rows the checkout would hold and how many units of each, named the way the
+    ledgers name (and publish) them (Participant.rows)."""
+    return {p.name: p.rows(part) for p, part in request.parts()}
 
 
 async def cached_shortages(
-    cache: AvailabilityCache, request: CheckoutRequest, reads: SharedLookups[Any, dict[str, int] | None]
-) -> dict[ServiceName, list[Shortage]]:
+    cache: AvailabilityCache,
+    request: CheckoutRequest,
+    reads: SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None],
+) -> dict[str, list[Shortage]]:
     """The rows the cache shows short, per service. Empty means "not known to be short": go to the saga.
 
     Concurrent checkouts asking for the same rows share one Redis read (`reads`): in a flash sale every buyer
@@ -53,12 +45,12 @@ async def cached_shortages(
     """
     wanted = wanted_rows(request)
 
-    def read(service: ServiceName, rows: dict[str, int]) -> Awaitable[dict[str, int] | None]:
+    def read(service: str, rows: dict[str, int]) -> Awaitable[dict[str, int] | None]:
         return reads.get((service, tuple(rows)), lambda: cache.available(service, list(rows)))
 
     # One round trip per service, all at once: the whole lookup stays within one cache budget.
     found = await asyncio.gather(*(read(service, rows) for service, rows in wanted.items()))
-    shortages: dict[ServiceName, list[Shortage]] = {}
+    shortages: dict[str, list[Shortage]] = {}
     for (service, rows), cached in zip(wanted.items(), found, strict=True):
         if cached is None:  # the cache was unusable for this lookup: unknown, never "short"
             continue
@@ -98,7 +90,7 @@ class SharedLookups(Generic[K, V]):
                 return await lookup()
 
             entry = (now + self.ttl_seconds, asyncio.ensure_future(run()))
-            entry[1].add_done_callback(lambda task, key=key: self._settled(key, task))
+            entry[1].add_done_callback(functools.partial(self._settled, key))
             self._entries[key] = entry
         return await asyncio.shield(entry[1])
 
@@ -108,7 +100,7 @@ class SharedLookups(Generic[K, V]):
             del self._entries[key]
 
 
-def shared_alternatives() -> SharedLookups[tuple[ServiceName, str], list[Alternative]]:
+def shared_alternatives() -> SharedLookups[tuple[str, str], list[Alternative]]:
     """Alternatives per (service, request part), shared for a second by every request asking the same.
 
     A sold-out item draws the same request from every late buyer at once; each would otherwise run the same
@@ -118,24 +110,24 @@ def shared_alternatives() -> SharedLookups[tuple[ServiceName, str], list[Alterna
     return SharedLookups(ttl_seconds=1.0)
 
 
-def shared_reads() -> SharedLookups[Any, dict[str, int] | None]:
+def shared_reads() -> SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None]:
     """Cache reads shared only while they run: a sold-out answer never rests on a reading older than its request."""
     return SharedLookups(ttl_seconds=0)
 
 
 async def alternatives(
-    services: dict[ServiceName, Any],
+    services: dict[str, AnyService],
     request: CheckoutRequest,
-    short: list[ServiceName],
-    cache: SharedLookups[tuple[ServiceName, str], list[Alternative]] | None = None,
+    short: list[str],
+    cache: SharedLookups[tuple[str, str], list[Alternative]] | None = None,
 ) -> list[Alternative]:
     """What each short service offers instead, from PostgreSQL (or `cache`). Best effort, as in the saga:
     a rejection is answered with or without suggestions."""
-    parts = dict(request_parts(request))
+    parts = {p.name: part for p, part in request.parts()}
 
-    def lookup(service: ServiceName) -> Awaitable[list[Alternative]]:
+    def lookup(service: str) -> Awaitable[list[Alternative]]:
         if cache is None:
-            return services[service].alternatives(parts[service])  # type: ignore[no-any-return]
+            return services[service].alternatives(parts[service])
         key = (service, parts[service].model_dump_json())
         return cache.get(key, lambda: services[service].alternatives(parts[service]))
 
@@ -155,7 +147,7 @@ def rejected_view(
     checkout_id: str,
     request: CheckoutRequest,
     request_hash: str,
-    shortages: dict[ServiceName, list[Shortage]],
+    shortages: dict[str, list[Shortage]],
     offered: list[Alternative],
 ) -> CheckoutView:
     """The checkout as a saga would have ended it: REJECTED, nothing held."""

@@ -27,9 +27,12 @@ def checkout_id(secret: str, customer_id: str, idempotency_key: str) -> str:
 
 
 def request_hash(request: CheckoutRequest, hold_seconds: int) -> str:
-    """sha256 of the canonical JSON of the validated request: equal for equal requests, whatever the formatting."""
+    """sha256 of the canonical JSON of the validated request: equal for equal requests, whatever the formatting.
+
+    Absent parts are left out, so adding a participant to the registry never changes an existing request's hash.
+    """
     canonical = json.dumps(
-        {"request": request.model_dump(mode="json"), "hold_seconds": hold_seconds},
+        {"request": request.model_dump(mode="json", exclude_none=True), "hold_seconds": hold_seconds},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,

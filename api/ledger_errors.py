@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from api.problems import ProblemError, service_unavailable
-from services.errors import Busy, InvalidRequest, LedgerError, UnknownResource
+from services.errors import Busy, DatabaseUnavailable, InvalidRequest, LedgerError, UnknownResource
 
 
 @contextmanager
@@ -21,7 +21,11 @@ def ledger_problems(what: str, *, unknown_status: int = 404) -> Iterator[None]:
         ) from exc
     except InvalidRequest as exc:
         raise ProblemError(422, "invalid-request", "Invalid request", str(exc)) from exc
+    except DatabaseUnavailable as exc:
+        raise service_unavailable(
+            f"the {what} ledger is unavailable: {exc}", dependency="database", kind="database-unavailable"
+        ) from exc
     except Busy as exc:
-        raise service_unavailable(f"the {what} ledger is busy: {exc}") from exc
+        raise service_unavailable(f"the {what} ledger is busy: {exc}", dependency="database") from exc
     except LedgerError as exc:  # StorageError and anything new: the database, not the request
-        raise service_unavailable(f"the {what} ledger failed: {exc}") from exc
+        raise service_unavailable(f"the {what} ledger failed: {exc}", dependency="database") from exc

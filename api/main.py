@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import AppState
+from api.identity import install_identity
 from api.metrics import Metrics
 from api.openapi import DESCRIPTION, TAGS, install_openapi
 from api.problems import install_problem_handlers
-from api.routes import availability, checkouts, health, operators
+from api.routes import availability, catalogue, checkouts, demo, health, operators
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings, get_settings
+from booking_saga.tracing import instrument_app
 from services.cache import AvailabilityCache
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Building it does not connect: an unreachable Redis only means "no fast path" until it answers.
         state.cache = AvailabilityCache.from_settings(settings, registry=state.metrics.registry)
     if settings.database_url:
-        from services.db import create_engine
-        from services.registry import build_services
+        from services.customer_limits import CustomerLimits, claim_lifetime
+        from services.db import Engines
         from services.started_checkouts import StartedCheckouts
 
-        state.engine = create_engine(settings.database_url)
+        state.engines = Engines(settings.database_url, settings.participant_database_urls)
+        state.engine = state.engines.default
         # The cache as sink: the API's own capacity upserts publish their rows, as the workers' holds do.
-        state.services = dict(build_services(state.engine, sink=state.cache))
+        state.services = state.engines.services(sink=state.cache)
         state.started = StartedCheckouts(state.engine)
+        state.limits = CustomerLimits(
+            state.engine, settings.customer_active_checkouts_max, settings.customer_units_max,
+            claim_lifetime(settings.hold_lifetime_max_seconds, settings.sweeper_grace_seconds),
+        )
     try:
         yield
     finally:
         await state.temporal.close()
         if state.cache is not None:
             await state.cache.aclose()
-        if state.engine is not None:
-            await state.engine.dispose()
+        if state.engines is not None:
+            await state.engines.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.booking = AppState(settings=settings, metrics=Metrics(), temporal=TemporalLink(settings))
+    install_identity(app, settings)
     install_problem_handlers(app)
     install_openapi(app)
     if settings.cors_origins:
@@ -77,6 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(checkouts.router)
     app.include_router(availability.router)
+    app.include_router(catalogue.router)
+    app.include_router(availability.operator_router)
     app.include_router(operators.router)
     app.include_router(health.router)
+    app.include_router(demo.router)
+    instrument_app(app)  # a no-op unless tracing is on (booking_saga/tracing.py)
     return app

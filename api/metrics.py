@@ -26,6 +26,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.checkout_actions = Counter(
+            "booking_checkout_actions",
+            "POST /v1/checkouts/{id}/confirm and /cancel answers, by action and outcome (the checkout's status "
+            "lower-cased, or refused). A repeated confirm is counted again: conversion uses the workers' "
+            "booking_checkout_status_total, once per checkout.",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
         self.holds = Counter(
             "booking_holds",
             "Holds reported in checkout answers, by service and hold outcome.",
@@ -39,10 +47,20 @@ class Metrics:
         )
         self.dependency_errors = Counter(
             "booking_dependency_errors",
-            "Calls to a dependency (temporal, database, redis) that failed.",
+            "Readiness checks (/readyz) of a dependency (temporal, database, redis) that failed.",
             ["dependency"],
             registry=self.registry,
         )
+        self.unavailable_answers = Counter(
+            "booking_saga_unavailable_answers",
+            "503 answers (problem+json with Retry-After), by the dependency that was down (database, temporal, "
+            "redis). /readyz's own 503 is not counted: it reports, it does not refuse a request.",
+            ["dependency"],
+            registry=self.registry,
+        )
+
+    def observe_action(self, action: str, outcome: str) -> None:
+        self.checkout_actions.labels(action=action, outcome=outcome).inc()
 
     def observe_checkout(self, outcome: str, seconds: float, view: CheckoutView | None = None) -> None:
         self.checkouts.labels(outcome=outcome).inc()

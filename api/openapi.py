@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.identity import optional_in_dev
+from api.openapi_contract import describe_contract
 from api.problems import PROBLEM_MEDIA_TYPE
 
 DESCRIPTION = """
@@ -18,6 +20,8 @@ saga (`CheckoutSaga`), visible to operators in the Temporal UI.
   (a retry, a double click, a timeout) answers the same and never creates a second checkout.
 * **Errors** are `application/problem+json` (RFC 9457) with a `detail` in words.
 * **Operators** authenticate with `Authorization: Bearer <OPERATOR_TOKEN>`.
+* **Customers** (when the deployment sets `CUSTOMER_AUTH=jwt`) send `Authorization: Bearer <JWT>` on the checkout
+  routes; its `sub` is the customer. Another customer's checkout answers 404, as an unknown one does.
 """
 
 TAGS = [
@@ -74,6 +78,8 @@ def install_openapi(app: FastAPI) -> None:
             )
             _problem_media_types(schema)
             _drop_unused(schema)
+            optional_in_dev(schema, app.state.booking.settings)
+            describe_contract(schema, app.state.booking.settings)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -1,4 +1,5 @@
-"""Refuse a checkout naming a flight, hotel or sku that does not exist (422) before starting a saga.
+"""Refuse a checkout naming something that does not exist (422) before starting a saga: each participant says
+what of its part is unknown (InventoryService.unknown).
 
 A typo should not cost a workflow, and "unknown" is a clearer answer than a 409 with nothing available.
 What the prechecks do not decide (a room type not on sale those nights, anything short) is left to the saga,
@@ -8,16 +9,16 @@ where the ledger decides under its locks.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from api.ledger_errors import ledger_problems
 from api.problems import ProblemError
-from services.types import ServiceName
+from services.registry import AnyParticipant, AnyService
+from services.types import Frozen
 from workflows.models import CheckoutRequest
 
 
 class KnownResources:
-    """Resources already seen to exist: a flight's seat class, a hotel, a sku.
+    """Checkout parts already seen to exist, keyed by what they name (Participant.resources).
 
     Nothing removes them (operators only upsert inventory), so one seen once stays valid and is not looked up
     again: the precheck then costs a checkout nothing for what it already knows. An unknown one is looked up
@@ -37,50 +38,26 @@ class KnownResources:
         self._seen.add(key)
 
 
-async def _flight(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
-    if request.flight is None:
-        return
-    key = ("flight", request.flight.flight_id, request.flight.seat_class)
+async def _part_exists(
+    service: AnyService, participant: AnyParticipant, part: Frozen, known: KnownResources
+) -> None:
+    key = (participant.name, *participant.resources(part))
     if key in known:
         return
-    with ledger_problems("flight", unknown_status=422):
-        availability = await services["flight"].availability(request.flight.flight_id)
-    if request.flight.seat_class not in availability["seat_classes"]:
-        known_classes = ", ".join(availability["seat_classes"]) or "none"
+    with ledger_problems(participant.routes.noun, unknown_status=422):
+        missing = await service.unknown(part)
+    if missing is not None:
+        detail = f"unknown {participant.routes.noun} {missing}"
         raise ProblemError(
-            422, "unknown-resource", "Unknown resource",
-            f"flight {request.flight.flight_id} has no seat class {request.flight.seat_class} (known: {known_classes})",
+            422, "unknown-resource", "Unknown resource", f"body.{participant.field}: {detail}", resource=missing,
+            errors=[{"location": f"body.{participant.field}", "message": detail}],
         )
     known.add(key)
 
 
-async def _hotel(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
-    if request.hotel is None:
-        return
-    key = ("hotel", request.hotel.hotel_id)
-    if key in known:
-        return
-    with ledger_problems("hotel", unknown_status=422):
-        await services["hotel"].availability(request.hotel.hotel_id, request.hotel.check_in, request.hotel.check_out)
-    known.add(key)
-
-
-async def _items(services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources) -> None:
-    if request.items is None:
-        return
-    for line in request.items.items:
-        key = ("sku", line.sku)
-        if key in known:
-            continue
-        with ledger_problems("sku", unknown_status=422):
-            await services["orders"].availability(line.sku)
-        known.add(key)
-
-
 async def check_resources_exist(
-    services: dict[ServiceName, Any], request: CheckoutRequest, known: KnownResources
+    services: dict[str, AnyService], request: CheckoutRequest, known: KnownResources
 ) -> None:
     if not services:  # no database configured: the saga is the only judge
         return
-    await asyncio.gather(_flight(services, request, known), _hotel(services, request, known),
-                         _items(services, request, known))
+    await asyncio.gather(*(_part_exists(services[p.name], p, part, known) for p, part in request.parts()))

@@ -2,23 +2,47 @@
 
 Routes raise `ProblemError`; the handlers installed by `install_problem_handlers` turn it, FastAPI's
 validation errors and Starlette's HTTP errors into `application/problem+json` responses.
+
+A dependency that is down is a 503 with Retry-After, never a 500: routes raise `service_unavailable(...,
+dependency=...)`, and any database-unavailable error that still escapes a route (services/unavailable.py decides
+which) or a Busy ledger error is answered the same way by a last-line handler. Every 503 problem is counted in
+`booking_saga_unavailable_answers_total{dependency}`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from sqlalchemy.exc import EmulatedDBAPIException, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.metrics import Metrics
+from services.errors import Busy, LedgerError
+from services.unavailable import describe, is_database_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Problem `type` URIs: stable identifiers a client can switch on (they need not resolve).
 TYPE_BASE = "https://booking-saga.dev/problems/"
+# Every kind a route answers with (the `type` enum in the OpenAPI document): a new kind is added here.
+PROBLEM_KINDS = (
+    "invalid-request", "unreadable-body", "unknown-resource", "idempotency-key-reused", "hold-limit",
+    "checkout-not-found", "checkout-conflict", "checkout-rejected", "checkout-failed", "checkout-unreadable",
+    "not-found", "method-not-allowed", "unauthorized", "forbidden", "temporarily-unavailable",
+    "database-unavailable", "database-busy", "temporal-unavailable", "internal-error",
+)
+PROBLEM_TYPES: list[JsonValue] = [TYPE_BASE + kind for kind in PROBLEM_KINDS]
+PROBLEM_TYPES.append("about:blank")  # Starlette's errors this app gives no kind of its own
+# FastAPI's answer to a body it cannot read at all (not UTF-8, a number past Python's digit limit).
+_UNREADABLE_BODY = "There was an error parsing the body"
 RETRY_AFTER_SECONDS = 2
+# What a 503 is waiting for: the label of booking_saga_unavailable_answers_total.
+Dependency = Literal["database", "temporal", "redis"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +52,10 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="A URI that identifies the kind of problem.", examples=[TYPE_BASE + "not-found"])
+    type: str = Field(
+        description="A URI that identifies the kind of problem.", examples=[TYPE_BASE + "not-found"],
+        json_schema_extra={"enum": PROBLEM_TYPES},
+    )
     title: str = Field(description="A short summary of the kind of problem.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong with this request, in words.")
@@ -57,6 +84,7 @@ class ProblemError(Exception):
         detail: str,
         *,
         headers: dict[str, str] | None = None,
+        dependency: Dependency | None = None,
         **extras: Any,
     ) -> None:
         super().__init__(detail)
@@ -65,14 +93,18 @@ class ProblemError(Exception):
         self.title = title
         self.detail = detail
         self.headers = headers or {}
+        # For a 503: which dependency is down (counted, and told to the client as the `dependency` member).
+        self.dependency = dependency
         self.extras = extras
 
 
-def service_unavailable(detail: str, *, kind: str = "temporarily-unavailable") -> ProblemError:
+def service_unavailable(
+    detail: str, *, dependency: Dependency, kind: str = "temporarily-unavailable"
+) -> ProblemError:
     """A 503 the client should retry (with the same Idempotency-Key) after Retry-After seconds."""
     return ProblemError(
         503, kind, "Service temporarily unavailable", detail,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, dependency=dependency,
     )
 
 
@@ -116,9 +148,34 @@ def _readable(error: dict[str, Any]) -> str:
     return f"{_location(loc)}: {message}" if loc else message
 
 
+def _count_unavailable(request: Request, dependency: Dependency) -> None:
+    # The app's Metrics live on its state (api/deps.py AppState); an app without them (a bare test app) counts nothing.
+    metrics = getattr(getattr(request.app.state, "booking", None), "metrics", None)
+    if isinstance(metrics, Metrics):
+        metrics.unavailable_answers.labels(dependency=dependency).inc()
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(request, exc.status, exc.kind, exc.title, exc.detail, exc.headers, **exc.extras)
+    extras = dict(exc.extras)
+    if exc.status == 503 and exc.dependency is not None:
+        _count_unavailable(request, exc.dependency)
+        extras.setdefault("dependency", exc.dependency)
+    return problem_response(request, exc.status, exc.kind, exc.title, exc.detail, exc.headers, **extras)
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The last line of defence for a database error that escaped its route untranslated, or a Busy ledger
+    error nobody mapped: PostgreSQL is unavailable or busy, which is a 503, not a 500. Anything else of these
+    types is unexpected and answered as such."""
+    if is_database_unavailable(exc) or isinstance(exc, Busy):
+        # An outage is expected and already visible in /readyz and the counter: one line, no traceback.
+        state = "unavailable" if is_database_unavailable(exc) else "busy"
+        log.warning("database %s on %s %s: %s", state, request.method, request.url.path, describe(exc))
+        return await _on_problem(request, service_unavailable(
+            f"the database is {state}; retry the same request", dependency="database", kind=f"database-{state}",
+        ))
+    return await _on_unexpected(request, exc)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -142,6 +199,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 400 and detail == _UNREADABLE_BODY:
+        kinds[400] = "unreadable-body"
+        detail = "the body cannot be read: send UTF-8 JSON (numbers of at most 4300 digits)"
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"there is nothing at {request.url.path}"
     return problem_response(
@@ -169,15 +229,22 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Registered per class, not under Exception: Starlette re-raises what the Exception handler answered (the
+    # server then logs it as a crash), while these are answered and done.
+    for database_error in (LedgerError, SQLAlchemyError, EmulatedDBAPIException, asyncpg.PostgresError,
+                           asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
 _DESCRIPTIONS = {
-    400: "A missing or malformed Idempotency-Key header.",
+    400: "The request cannot be read: a body that is not UTF-8 JSON (`unreadable-body`), or on POST /v1/checkouts "
+    "a missing or malformed Idempotency-Key header.",
     401: "No operator token, or the wrong one.",
     404: "No such resource.",
     409: "The checkout is not in a state that allows this.",
     422: "The body or a parameter is invalid; `errors` lists each problem.",
+    429: "A per-customer hold limit would be passed: nothing was held.",
     503: "A dependency (Temporal, the database) is unreachable: retry after Retry-After seconds.",
 }
 

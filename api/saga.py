@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -27,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import ProblemError, service_unavailable
 from booking_saga.settings import Settings
-from services.types import SERVICES
+from services.registry import NAMES, local_names
 from workflows import search_attributes
 from workflows.models import (
     STATE_QUERY,
@@ -39,6 +40,9 @@ from workflows.models import (
     ExtendInput,
 )
 from workflows.summaries import checkout_summary
+
+if TYPE_CHECKING:
+    from workflows.checkout_saga import CheckoutSaga
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,15 +61,17 @@ async def _call(awaitable: Awaitable[T], what: str) -> T:
     try:
         return await asyncio.wait_for(awaitable, ANSWER_TIMEOUT_SECONDS)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-        raise service_unavailable(f"{what} did not finish in time; retry the same request") from exc
+        raise service_unavailable(f"{what} did not finish in time; retry the same request",
+                                  dependency="temporal") from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise
         log.warning("temporal error during %s: %s (%s)", what, exc, exc.status)
-        raise service_unavailable(f"the workflow service could not {what}: {exc.message}") from exc
+        raise service_unavailable(f"the workflow service could not {what}: {exc.message}",
+                                  dependency="temporal") from exc
     except RuntimeError as exc:  # the SDK's transport failures (connection refused and the like)
         log.warning("temporal unreachable during %s: %s", what, exc)
-        raise service_unavailable(f"the workflow service is unreachable ({what})") from exc
+        raise service_unavailable(f"the workflow service is unreachable ({what})", dependency="temporal") from exc
 
 
 async def submit(
@@ -77,7 +83,7 @@ async def submit(
     hold_seconds: int,
 ) -> CheckoutView:
     """Start the saga (or join the running one) and wait until its holds are placed or rolled back."""
-    start = WithStartWorkflowOperation(
+    start: WithStartWorkflowOperation[CheckoutSaga, CheckoutView] = WithStartWorkflowOperation(
         WORKFLOW_NAME,
         CheckoutInput(
             checkout_id=checkout_id,
@@ -86,10 +92,14 @@ async def submit(
             hold_seconds=hold_seconds,
             extend_max_seconds=settings.hold_seconds_max,
             hold_lifetime_max_seconds=settings.hold_lifetime_max_seconds,
-            task_queues={service: settings.task_queue(service) for service in SERVICES},
+            task_queues={service: settings.task_queue(service) for service in NAMES},
+            local_participants=list(local_names(settings.participant_placements)),
         ),
         id=checkout_id,
         task_queue=settings.task_queue_checkout,
+        # A checkout worker that dies inside a workflow task (its local participants' holds run there) is replaced
+        # after this, not after the server's default 10 s; the SDK heartbeats a task running long local activities.
+        task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
         # What an operator sees for this checkout in the Temporal UI's list and detail views.
         static_summary=checkout_summary(request),
         search_attributes=search_attributes.at_start(request),

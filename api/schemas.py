@@ -1,30 +1,19 @@
-"""Request and response bodies of the HTTP API (v1). Problem bodies are in api/problems.py."""
+"""Request and response bodies of the HTTP API (v1). Problem bodies are in api/problems.py; each participant's
+own bodies (its checkout part, availability, upsert) are in its package, and the checkout body is built here
+from the registry: one optional field per participant."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from api.problems import Problem
-from services.types import (
-    Alternative,
-    FlightRequest,
-    HoldLine,
-    HoldStatus,
-    HotelRequest,
-    Identifier,
-    ItemLine,
-    ItemsRequest,
-    RowAvailability,
-    ServiceName,
-    Shortage,
-    Violation,
-)
+from services.registry import NAMES, PARTICIPANTS
+from services.types import Alternative, HoldLine, HoldStatus, Identifier, JsonInt, Shortage, Violation
 from workflows.models import CheckoutRequest, CheckoutStatus, CheckoutView, StatusChange
-
-MAX_ITEM_LINES = 50
+from workflows.saga_audit import SagaAuditReport
 
 
 class Body(BaseModel):
@@ -33,55 +22,68 @@ class Body(BaseModel):
 
 # ---- checkouts -------------------------------------------------------------------------------------------
 
-class CheckoutBody(Body):
-    """One checkout: a flight seat, a hotel stay, shop items, or any mix of them."""
+def example_checkout() -> dict[str, object]:
+    """A checkout of one demo offer per participant: it works against `make dev`'s inventory."""
+    today = datetime.now(UTC).date()
+    example: dict[str, object] = {"customer_id": "cust-42"}
+    for participant in PARTICIPANTS:
+        offers = participant.demo_offers(today)
+        if offers:
+            example[participant.field] = participant.to_body(offers[0])
+    example["hold_seconds"] = 600
+    return example
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{
-                "customer_id": "cust-42",
-                "flight": {"flight_id": "BA117", "seat_class": "economy", "seats": 1},
-                "hotel": {"hotel_id": "H1", "room_type": "deluxe", "check_in": "2026-12-01",
-                          "check_out": "2026-12-03", "rooms": 1},
-                "items": [{"sku": "SKU-1", "quantity": 2}],
-                "hold_seconds": 600,
-            }]
-        },
-    )
+
+class CheckoutBodyBase(Body):
+    """One checkout: any mix of the participants' parts (at least one)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
+        examples=[example_checkout()]
+    ))
 
     customer_id: Identifier
-    flight: FlightRequest | None = None
-    hotel: HotelRequest | None = None
-    items: Annotated[list[ItemLine], Field(min_length=1, max_length=MAX_ITEM_LINES)] | None = None
-    hold_seconds: int | None = Field(
+    hold_seconds: JsonInt | None = Field(
         default=None,
         description="How long the holds last before they are released. Default and bounds come from the "
-        "server settings (600, and 5 to 3600, unless configured otherwise).",
+        "server settings (HOLD_SECONDS_DEFAULT, HOLD_SECONDS_MIN to HOLD_SECONDS_MAX: the bounds below).",
     )
 
     @model_validator(mode="after")
-    def _shape(self) -> CheckoutBody:
-        if self.flight is None and self.hotel is None and self.items is None:
-            raise ValueError("a checkout needs at least one of flight, hotel or items")
-        if self.items is not None:
-            skus = [line.sku for line in self.items]
-            if len(set(skus)) != len(skus):
-                raise ValueError("each sku may appear only once in items")
+    def _not_empty(self) -> CheckoutBodyBase:
+        if all(getattr(self, p.field, None) is None for p in PARTICIPANTS):
+            raise ValueError(f"a checkout needs at least one of {', '.join(p.field for p in PARTICIPANTS)}")
         return self
 
     def to_request(self) -> CheckoutRequest:
-        # Items sorted by sku: the same basket in another order is the same request (and the same hash).
-        items = ItemsRequest(items=sorted(self.items, key=lambda line: line.sku)) if self.items else None
-        return CheckoutRequest(customer_id=self.customer_id, flight=self.flight, hotel=self.hotel, items=items)
+        parts = {
+            p.field: p.to_request(value)
+            for p in PARTICIPANTS
+            if (value := getattr(self, p.field, None)) is not None
+        }
+        return CheckoutRequest(customer_id=self.customer_id, **parts)
+
+
+def _checkout_body_model() -> type[CheckoutBodyBase]:
+    fields: dict[str, Any] = {
+        p.field: (p.body_type() | None, Field(default=None, description=f"{p.title}: optional."))  # type: ignore[operator]
+        for p in PARTICIPANTS
+    }
+    return create_model("CheckoutBody", __base__=CheckoutBodyBase, **fields)
+
+
+if TYPE_CHECKING:
+    CheckoutBody = CheckoutBodyBase
+else:
+    CheckoutBody = _checkout_body_model()
 
 
 class ExtendBody(Body):
-    seconds: int = Field(ge=1, description="How many seconds to push expires_at out by.")
+    seconds: JsonInt = Field(ge=1, description="How many seconds to push expires_at out by (at most HOLD_SECONDS_MAX; "
+                             "the new expiry may not pass the maximum hold lifetime: 409).")
 
 
 class Hold(BaseModel):
-    service: ServiceName
+    service: str = Field(description="The participant holding.", json_schema_extra={"enum": list(NAMES)})
     status: HoldStatus
     expires_at: datetime | None = None
     lines: list[HoldLine] = Field(default_factory=list)
@@ -124,80 +126,22 @@ class CheckoutProblem(Problem):
     alternatives: list[Alternative] = Field(default_factory=list)
 
 
-# ---- inventory (operators) -------------------------------------------------------------------------------
+class HoldLimitProblem(Problem):
+    """The customer would pass a hold limit (CUSTOMER_ACTIVE_CHECKOUTS_MAX or CUSTOMER_UNITS_MAX): nothing is
+    held and no checkout was started."""
 
-Capacity = Annotated[int, Field(ge=0, le=1_000_000)]
-# pydantic documents the key pattern as patternProperties only; say outright that no other key is accepted.
-_CAPACITY_MAP_SCHEMA = {"additionalProperties": False, "propertyNames": {"pattern": r"^[A-Za-z0-9._:-]{1,64}$"}}
-Place = Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class FlightInventory(Body):
-    origin: Place
-    destination: Place
-    departs_at: datetime
-    seats: dict[Identifier, Capacity] = Field(
-        min_length=1, max_length=50, description="Capacity per seat class.", json_schema_extra=_CAPACITY_MAP_SCHEMA
-    )
-
-
-class HotelInventory(Body):
-    city: Place
-    rooms: dict[Identifier, Capacity] = Field(
-        min_length=1, max_length=50, description="Capacity per room type, per night.",
-        json_schema_extra=_CAPACITY_MAP_SCHEMA,
-    )
-    nights_from: date
-    nights_to: date = Field(description="The last night offered (inclusive).")
-
-    @model_validator(mode="after")
-    def _nights(self) -> HotelInventory:
-        if self.nights_to < self.nights_from:
-            raise ValueError("nights_to must not be before nights_from")
-        if (self.nights_to - self.nights_from).days > 731:
-            raise ValueError("at most two years of nights per upsert")
-        return self
-
-
-class ItemInventory(Body):
-    stock: Capacity
-
-
-# ---- availability ----------------------------------------------------------------------------------------
-
-class Availability(BaseModel):
-    capacity: int
-    held: int
-    sold: int
-    available: int
-
-    @classmethod
-    def of(cls, row: RowAvailability) -> Availability:
-        return cls(capacity=row.capacity, held=row.held, sold=row.sold, available=row.available)
-
-
-class FlightAvailability(BaseModel):
-    flight_id: str
-    seat_classes: dict[str, Availability]
-
-
-class RoomTypeAvailability(BaseModel):
-    available: int = Field(description="The least available over the nights asked for.")
-    nights: dict[date, Availability]
-
-
-class HotelAvailability(BaseModel):
-    hotel_id: str
-    room_types: dict[str, RoomTypeAvailability]
-
-
-class ItemAvailability(Availability):
-    sku: str
+    limit: str = Field(description="`active_checkouts` (checkouts PENDING or HELD at once) or `units_per_row` "
+                       "(units of one inventory row across the customer's checkouts).")
+    current: int = Field(description="What the customer has now.")
+    max: int
+    resource: str | None = Field(default=None, description="For units_per_row: `participant:row`.")
 
 
 class AuditReport(BaseModel):
     ok: bool
     violations: list[Violation]
+    # ?sagas=true: the saga-vs-ledger audit; `ok` is then false when either finds a violation.
+    sagas: SagaAuditReport | None = None
 
 
 # ---- health ----------------------------------------------------------------------------------------------

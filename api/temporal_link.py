@@ -52,7 +52,7 @@ class TemporalLink:
         if self.client is None:
             raise service_unavailable(
                 "the workflow service (Temporal) is unreachable; retry with the same Idempotency-Key",
-                kind="temporal-unavailable",
+                kind="temporal-unavailable", dependency="temporal",
             )
         return self.client
 

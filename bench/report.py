@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import chart
-from bench.results import Figure, markdown_table
+from bench.results import Figure, markdown_table, number
+from bench.scenarios.shapes import FLOOR_LOCAL
+
+SHAPE_COLUMNS = ("shape", "c", "checkouts/s", "p50", "p99", "/s vs best floor", "p50 vs best floor")
 
 
 def _clean(value: Any) -> Any:
@@ -35,23 +38,68 @@ def write(out: Path, size: str, machine: dict[str, Any], figures: list[Figure], 
         "scenarios": details,
     }
     (out / "results.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
-    chart.draw(figures, out / "chart.png", f"booking-saga bench --size {size} ({started_at})")
-    (out / "README-performance.md").write_text(markdown(size, machine, figures, started_at))
+    shapes = details["floor vs real"]["shapes"]
+    chart.draw(figures, shapes, out / "chart.png", f"booking-saga bench --size {size} ({started_at})")
+    (out / "README-performance.md").write_text(markdown(size, machine, figures, shapes, started_at, seconds))
 
 
 def command(size: str) -> str:
     return f"booking-saga bench --size {size}"
 
 
-def markdown(size: str, machine: dict[str, Any], figures: list[Figure], started_at: str) -> str:
+def _ratio(value: float, baseline: float) -> str:
+    if not baseline or math.isnan(baseline) or math.isnan(value):
+        return "-"
+    return f"{value / baseline:.2f}x"
+
+
+def shape_rows(shapes: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per shape and concurrency level (shapes: results.json's "floor vs real" / "shapes")."""
+    best = shapes[FLOOR_LOCAL.key]["levels"]
+    rows: list[tuple[str, ...]] = []
+    for run in shapes.values():
+        for level, measured in run["levels"].items():
+            floor = best[level]
+            rows.append((run["label"], level, number(measured["per_second"], "/s"), number(measured["p50_ms"], "ms"),
+                         number(measured["p99_ms"], "ms"), _ratio(measured["per_second"], floor["per_second"]),
+                         _ratio(measured["p50_ms"], floor["p50_ms"])))
+    return rows
+
+
+def shapes_text(shapes: dict[str, Any]) -> str:
+    table = [SHAPE_COLUMNS, *shape_rows(shapes)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(SHAPE_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def shapes_markdown(shapes: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(row) + " |" for row in [SHAPE_COLUMNS, *shape_rows(shapes)]]
+    lines.insert(1, "|" + "---|" * len(SHAPE_COLUMNS))
+    return "\n".join(lines)
+
+
+def markdown(size: str, machine: dict[str, Any], figures: list[Figure], shapes: dict[str, Any], started_at: str,
+             seconds: float) -> str:
     return f"""## Performance
 
-Measured with `{command(size)}` on {started_at}. Each figure sits beside a baseline measured
-in the same run on the same servers (the dev server in memory, embedded PostgreSQL and Redis, one API and one
-worker process), because absolute times on a shared machine drift from run to run: read the ratios, not the
-absolute values.
+Measured with `{command(size)}` on {started_at} ({seconds / 60:.0f} min). Each figure sits beside a baseline
+measured in the same run on the same servers (the dev server in memory, embedded PostgreSQL and Redis, one API
+process and one worker process, `worker --service all`), because absolute times on a shared machine drift from run
+to run: read the ratios, not the absolute values.
+
+The baseline of the checkout figures is the **best-shape floor**: the same API, workflow and servers with every
+participant placed `local` and no-op activities (`worker --noop`), i.e. what Temporal itself costs in the shape the
+real checkout uses. The **remote-shape floor** is the same with every participant placed `remote` (an activity
+task queue per participant); the real checkout is measured in both placements. The API and the workers are
+restarted with `PARTICIPANT_PLACEMENTS` between the placements.
 
 {markdown_table(figures)}
+
+Every shape at every concurrency level (closed loop: `c` checkouts in flight, each three holds):
+
+{shapes_markdown(shapes)}
 
 ![benchmark chart](docs/bench-chart.png)
 
@@ -59,6 +107,6 @@ Machine: {machine["cpus_usable"]} of {machine["cpus"]} CPUs, {machine["cpu_model
 Python {machine["python"]} ({machine["platform"]}).
 
 Reproduce: `pip install -e '.[embedded,bench]' && {command(size)}` (writes `.bench/results.json`,
-`.bench/chart.png` and this section as `.bench/README-performance.md`). `--size tiny` runs in seconds (CI),
-`--size full` is the issue's numbers (1,000 flash-sale buyers).
+`.bench/chart.png` and this section as `.bench/README-performance.md`). `--size tiny` runs in about two minutes
+(CI, correctness only), `--size full` is the issue's numbers (1,000 flash-sale buyers).
 """

@@ -6,8 +6,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-# ratio_at_least: value / baseline >= target. at_most: value <= target. equals: value == target.
-TargetKind = Literal["ratio_at_least", "at_most", "equals"]
+# ratio_at_least: value / baseline >= target. ratio_at_most: value / baseline <= target. at_most: value <= target.
+# equals: value == target.
+TargetKind = Literal["ratio_at_least", "ratio_at_most", "at_most", "equals"]
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Figure:
             return None
         if self.target_kind == "ratio_at_least":
             return self.ratio is not None and self.ratio >= self.target
+        if self.target_kind == "ratio_at_most":
+            return self.ratio is not None and self.ratio <= self.target
         if self.target_kind == "at_most":
             return self.value <= self.target
         return self.value == self.target
@@ -41,6 +44,8 @@ class Figure:
     def target_text(self) -> str:
         if self.target_kind == "ratio_at_least":
             return f">= {self.target:g}x"
+        if self.target_kind == "ratio_at_most":
+            return f"<= {self.target:g}x"
         if self.target_kind == "at_most":
             return f"<= {self.target:g} {self.unit}"
         if self.target_kind == "equals":
@@ -64,12 +69,13 @@ COLUMNS = ("scenario", "figure", "value", "baseline", "ratio", "target", "met?")
 
 
 def rows(figures: list[Figure]) -> list[tuple[str, ...]]:
-    table = []
+    table: list[tuple[str, ...]] = []
     for fig in figures:
         baseline = f"{number(fig.baseline, fig.unit)} ({fig.baseline_name})" if fig.baseline is not None else "-"
         ratio = f"{fig.ratio:.2f}x" if fig.ratio is not None else "-"
         met = {True: "yes", False: "NO", None: ""}[fig.met]
-        table.append((fig.scenario, fig.name, number(fig.value, fig.unit), baseline, ratio, fig.target_text, met))
+        row = (fig.scenario, fig.name, number(fig.value, fig.unit), baseline, ratio, fig.target_text, met)
+        table.append(row)
     return table
 
 

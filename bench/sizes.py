@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The concurrency levels every shape is measured at (checkouts/s, p50, p99 at each); the targets are read at some.
+LEVELS = (1, 5, 10)
+
 
 @dataclass(frozen=True)
 class Size:
     name: str
-    # floor vs real: checkouts per run, and how many are in flight at once
-    throughput_checkouts: int
-    throughput_concurrency: int
-    # latency: requests per concurrency level
-    latency_requests: dict[int, int]
+    # shapes (floors and real, in both placements): checkouts per concurrency level, closed loop
+    levels: dict[int, int]
     # flash sale
     buyers: int
     seats: int
@@ -21,11 +21,16 @@ class Size:
     # ledger only
     ledger_holds: int
     ledger_lanes: int
+    # checkouts placed after each (re)start of the workers, before anything is measured
     warmup_checkouts: int
 
 
 SIZES = {
-    "tiny": Size("tiny", 20, 5, {1: 5, 5: 15, 20: 20}, 60, 10, 20, 40, 300, 4, 3),
-    "small": Size("small", 150, 10, {1: 30, 5: 100, 20: 200}, 300, 10, 50, 200, 3000, 4, 10),
-    "full": Size("full", 400, 10, {1: 60, 5: 250, 20: 500}, 1000, 10, 50, 500, 10000, 4, 20),
+    "tiny": Size("tiny", {1: 3, 5: 10, 10: 10}, 60, 10, 20, 40, 300, 4, 3),
+    "small": Size("small", {1: 40, 5: 150, 10: 200}, 300, 10, 50, 200, 3000, 4, 10),
+    "full": Size("full", {1: 150, 5: 500, 10: 800}, 1000, 10, 50, 500, 10000, 4, 20),
 }
+
+for _size in SIZES.values():
+    if tuple(_size.levels) != LEVELS:
+        raise RuntimeError(f"size {_size.name} must measure every level of {LEVELS}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,7 +21,10 @@ MIB = 1024 * 1024
 
 
 class BenchStack(Stack):
-    """A Stack whose children get the bench's ports (the dev Stack takes them from the environment)."""
+    """A Stack whose children get the bench's ports (the dev Stack takes them from the environment) and the
+    placements of the shape being measured (PARTICIPANT_PLACEMENTS: the API and the workers must agree)."""
+
+    placements: dict[str, str] | None = None
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -36,7 +40,23 @@ class BenchStack(Stack):
             TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
             TEMPORAL_UI_PORT=str(self.settings.temporal_ui_port),
             DATA_DIR=str(self.data_dir),
+            **({"PARTICIPANT_PLACEMENTS": json.dumps(self.placements)} if self.placements is not None else {}),
         )
+
+    def stop_api(self) -> None:
+        for name, child in list(self.children.started):
+            if name == "api":
+                self.children.forget(child)
+
+    def place(self, placements: dict[str, str]) -> None:
+        """Restart the API under `placements` (a no-op when they are already in force) and stop the workers: the
+        caller starts the ones it wants under the same placements."""
+        self.stop_workers()
+        if placements == self.placements and self.process("api") is not None:
+            return
+        self.stop_api()
+        self.placements = dict(placements)
+        self.start_api()
 
     def process(self, name: str) -> psutil.Process | None:
         for child_name, child in self.children.started:
@@ -67,12 +87,12 @@ def bench_settings(settings: Settings, data_dir: Path) -> Settings:
 
 @contextlib.contextmanager
 def running_stack(settings: Settings) -> Iterator[BenchStack]:
-    """Temporal (in memory), PostgreSQL and Redis with migrations and demo data, then the API; no workers yet."""
+    """Temporal (in memory), PostgreSQL and Redis with migrations and demo data; no API or workers yet (each
+    shape starts them under its placements, BenchStack.place)."""
     with tempfile.TemporaryDirectory(prefix="booking-bench-") as tmp:
         stack = BenchStack(bench_settings(settings, Path(tmp)), persist=False, seed=True)
         try:
             stack.start_servers()
-            stack.start_api()
             yield stack
         finally:
             stack.stop()

@@ -8,11 +8,16 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime
 from typing import NoReturn
 
+from booking_saga.logs import configure_logging
 from booking_saga.settings import Settings, get_settings
+from services.registry import NAMES
 
-SERVICES = ("checkout", "flight", "hotel", "orders", "all")
+# `worker --service`: the checkout worker, one participant's worker, or all of them.
+WORKER_CHOICES = ("checkout", *NAMES, "all")
+
 
 
 def _need_database(settings: Settings) -> None:
@@ -32,21 +37,33 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     if not settings.operator_token:
         sys.exit("OPERATOR_TOKEN is not set: the API will not start without an operator token")
     _need_database(settings)
-    uvicorn.run("api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-                log_level="warning", http="httptools", loop="uvloop")
+    from booking_saga.tracing import setup_tracing, shutdown_tracing
+
+    setup_tracing("booking-saga-api", settings)  # before the app factory runs: it instruments the app
+    try:
+        uvicorn.run("api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+                    log_level="warning", http="httptools", loop="uvloop", log_config=None)
+    finally:
+        shutdown_tracing()
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from booking_saga.worker import run_worker
+    from booking_saga.worker import run_worker, swept
 
-    if args.service != "checkout" and not args.noop:  # the no-op floor touches no database
+    if swept(args.service, settings.participant_placements) and not args.noop:  # the no-op floor touches no database
         _need_database(settings)
     import uvloop
 
     # uvloop, as the API's uvicorn: asyncpg and the activities' sockets cost the worker ~10% less CPU per
     # checkout than on asyncio's own loop (measured, bench floor-vs-real runs).
-    uvloop.run(run_worker(settings, args.service, noop=args.noop))
+    from booking_saga.tracing import setup_tracing, shutdown_tracing
+
+    setup_tracing(f"booking-saga-worker-{args.service}", settings)
+    try:
+        uvloop.run(run_worker(settings, args.service, noop=args.noop))
+    finally:
+        shutdown_tracing()
     return 0
 
 
@@ -68,14 +85,18 @@ def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(settings: Settings, _args: argparse.Namespace) -> int:
-    from booking_saga.maintenance import audit
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.maintenance import audit, audit_sagas
 
     _need_database(settings)
     violations = asyncio.run(audit(settings.database_url))
-    report = {"ok": not violations, "violations": [v.model_dump() for v in violations]}
+    report: dict[str, object] = {"ok": not violations, "violations": [v.model_dump() for v in violations]}
+    if args.sagas:  # needs Temporal (TEMPORAL_ADDRESS) too
+        sagas = asyncio.run(audit_sagas(settings, since=args.since, limit=args.limit))
+        report["ok"] = not violations and sagas.ok
+        report["sagas"] = sagas.model_dump(mode="json")
     print(json.dumps(report, indent=2))
-    return 0 if not violations else 1
+    return 0 if report["ok"] else 1
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,10 +109,22 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(replay_files(args.files))
 
 
+def cmd_checkouts(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.checkouts_cli import main as checkouts_main
+
+    return asyncio.run(checkouts_main(settings, args, sys.stdout))
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from bench.run import main as bench_main
 
     return bench_main(settings, args)
+
+
+def cmd_chaos(_settings: Settings, args: argparse.Namespace) -> int:
+    from chaos.run import main as chaos_main
+
+    return chaos_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,17 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dev", help="the whole embedded stack: Temporal (UI :8233), PostgreSQL, Redis, workers, API :8000")
     sub.add_parser("api", help="the HTTP API (uvicorn) against configured servers")
     worker = sub.add_parser("worker", help="Temporal worker(s) for one service, or all")
-    worker.add_argument("--service", choices=SERVICES, default="all")
+    worker.add_argument("--service", choices=WORKER_CHOICES, default="all")
     worker.add_argument("--noop", action="store_true", help="no-op activities under the real names (benchmark floor)")
     sub.add_parser("migrate", help="apply the Alembic migrations")
     sub.add_parser("seed", help="upsert the demo inventory")
-    sub.add_parser("audit", help="check the ledger invariant; exit 1 on any violation")
+    audit = sub.add_parser("audit", help="check the ledger invariant; exit 1 on any violation")
+    audit.add_argument("--sagas", action="store_true", help="also hold every checkout's saga against its holds")
+    audit.add_argument("--since", type=datetime.fromisoformat, help="--sagas: only sagas started since (ISO 8601)")
+    audit.add_argument("--limit", type=int, help="--sagas: look at no more than this many checkouts")
     replay = sub.add_parser("replay", help="replay workflow histories against the current code")
     replay.add_argument("files", nargs="*", help="history JSON files")
     replay.add_argument("--query", help='visibility query on the running server, e.g. "WorkflowType=\'CheckoutSaga\'"')
+    from booking_saga.checkouts_cli import add_parser as add_checkouts_parser
+
+    add_checkouts_parser(sub)
     bench = sub.add_parser("bench", help="benchmarks, reported as ratios against a floor measured in the same run")
     bench.add_argument("--size", choices=("tiny", "small", "full"), default="small")
     bench.add_argument("--out", default=".bench")
+    chaos = sub.add_parser("chaos", help="the production shape as processes, load and faults, then invariants")
+    chaos.add_argument("--minutes", type=float, default=2.0, help="how long the load runs")
+    chaos.add_argument("--faults", type=int, help="how many faults (default 7.5 a minute, at least 5)")
+    chaos.add_argument("--seed", type=int, help="the random seed (printed at the start)")
+    chaos.add_argument("--data-dir", help="keep the run's servers, data and logs here (default: a temporary dir)")
     return parser
 
 
@@ -122,12 +166,14 @@ COMMANDS = {
     "seed": cmd_seed,
     "audit": cmd_audit,
     "replay": cmd_replay,
+    "checkouts": cmd_checkouts,
     "bench": cmd_bench,
+    "chaos": cmd_chaos,
 }
 
 
 # Commands whose process holds a Temporal client or worker.
-_TEMPORAL_COMMANDS = {"api", "worker", "replay", "bench"}
+_TEMPORAL_COMMANDS = {"api", "worker", "replay", "bench", "audit", "checkouts"}
 
 
 def _exit_without_finalizing(code: int) -> NoReturn:
@@ -143,7 +189,7 @@ def _exit_without_finalizing(code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     code = COMMANDS[args.command](settings, args)
     if args.command in _TEMPORAL_COMMANDS and argv is None:
         _exit_without_finalizing(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,9 +21,20 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
 
     task_queue_checkout: str = "checkout"
-    task_queue_flight: str = "flight"
-    task_queue_hotel: str = "hotel"
-    task_queue_orders: str = "orders"
+    # How long a checkout worker's sticky workflow tasks wait for it before any worker may take them: the time a
+    # dead checkout worker's sagas stand still.
+    sticky_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A saga's workflow task timeout: how long a checkout worker that died inside a task (placing local holds,
+    # confirming) holds up its sagas before another worker runs the task again.
+    workflow_task_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A remote participant's task queue, by participant name (JSON: TASK_QUEUES='{"cars": "cars-eu"}'); a
+    # participant missing here uses its name.
+    task_queues: dict[str, str] = Field(default_factory=dict)
+    # A participant's placement overridden by name (JSON: PARTICIPANT_PLACEMENTS='{"cars": "remote"}'): each one's
+    # own (Participant.placement) otherwise. API and workers must agree.
+    participant_placements: dict[str, Literal["local", "remote"]] = Field(default_factory=dict)
+    # A participant whose ledger lives in another database, by participant name (JSON); the rest use DATABASE_URL.
+    participant_database_urls: dict[str, str] = Field(default_factory=dict)
 
     hold_seconds_default: int = 600
     hold_seconds_min: int = 5
@@ -34,10 +46,24 @@ class Settings(BaseSettings):
     # How often each service worker sweeps; overdue holds wait at most this long past their grace.
     sweeper_every_seconds: float = Field(default=30.0, gt=0)
 
+    # Per-customer limits (services/customer_limits.py); 0 turns a limit off.
+    customer_active_checkouts_max: int = Field(default=3, ge=0)
+    customer_units_max: int = Field(default=9, ge=0)
+
     operator_token: str = ""
     # Keys the HMAC that turns (customer_id, Idempotency-Key) into an unguessable checkout id.
     checkout_id_secret: str = "dev-only-change-me"
     cors_origins: list[str] = Field(default_factory=list)
+    # Who the customer is: "none" trusts the body's customer_id (`make dev`); "jwt" takes it from the `sub` of an
+    # `Authorization: Bearer <JWT>` that `exp` limits, verified with exactly one of the secret (HS256) or the
+    # public key file (RS256 / ES256, read when the API starts). api/identity.py holds the rules.
+    customer_auth: Literal["none", "jwt"] = "none"
+    customer_jwt_secret: str = ""
+    customer_jwt_public_key: str = ""
+    customer_jwt_audience: str = ""
+    customer_jwt_issuer: str = ""
+    # One algorithm, pinned: empty means HS256 with the secret, or what the key file is (RSA: RS256, EC: ES256).
+    customer_jwt_algorithm: Literal["", "HS256", "RS256", "ES256"] = ""
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -47,6 +73,14 @@ class Settings(BaseSettings):
     embedded_redis_port: int = 6390
 
     log_level: str = "INFO"
+    # text: one human line per record; json: one JSON object per line, with the checkout id (booking_saga.logs).
+    log_format: Literal["text", "json"] = "text"
+    # Workers only: serve the Temporal SDK's Prometheus metrics on this port (unset: no endpoint).
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    # OpenTelemetry's own variable: when set, `api` and `worker` export traces over OTLP/HTTP to it (the exporter
+    # also reads OTEL_EXPORTER_OTLP_HEADERS and friends); unset, nothing is traced (booking_saga/tracing.py).
+    otel_exporter_otlp_endpoint: str = ""
     # Run CheckoutSaga inside the SDK's sandbox in the checkout worker. Off by default: the sandbox re-executes
     # the workflow module for every new checkout (about 40% of the worker's CPU, measured with py-spy). The
     # tests and every replay run the workflow in the sandbox, so a non-deterministic call still fails there.
@@ -65,15 +99,30 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins:
             # Credentials (the operator bearer token) must never be sent to any origin.
             raise ValueError("CORS_ORIGINS may not contain '*': list the front-end origins")
+        self._check_customer_auth()
         return self
 
+    def _check_customer_auth(self) -> None:
+        if self.customer_auth != "jwt":
+            return
+        if bool(self.customer_jwt_secret) == bool(self.customer_jwt_public_key):
+            raise ValueError("CUSTOMER_AUTH=jwt needs exactly one of CUSTOMER_JWT_SECRET (HS256) and "
+                             "CUSTOMER_JWT_PUBLIC_KEY (a PEM public key file, RS256 or ES256)")
+        algorithm = self.customer_jwt_algorithm
+        if self.customer_jwt_secret:
+            if algorithm not in ("", "HS256"):
+                raise ValueError(f"CUSTOMER_JWT_ALGORITHM={algorithm} needs CUSTOMER_JWT_PUBLIC_KEY, not a secret")
+            # RFC 7518 3.2: an HS256 key at least as long as the hash; a short one can be brute-forced offline.
+            if len(self.customer_jwt_secret.encode()) < 32:
+                raise ValueError("CUSTOMER_JWT_SECRET must be at least 32 bytes")
+        elif algorithm == "HS256":
+            raise ValueError("CUSTOMER_JWT_ALGORITHM=HS256 needs CUSTOMER_JWT_SECRET, not a public key")
+
     def task_queue(self, service: str) -> str:
-        return {
-            "checkout": self.task_queue_checkout,
-            "flight": self.task_queue_flight,
-            "hotel": self.task_queue_hotel,
-            "orders": self.task_queue_orders,
-        }[service]
+        """The task queue of the checkout worker ('checkout') or of a participant's worker."""
+        if service == "checkout":
+            return self.task_queue_checkout
+        return self.task_queues.get(service, service)
 
 
 @lru_cache

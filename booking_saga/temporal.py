@@ -9,6 +9,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from booking_saga.settings import Settings
 
@@ -48,9 +49,42 @@ def test_server_path() -> str:
     return _venv_binary("temporal-test-server")
 
 
-async def connect(settings: Settings) -> Client:
+_metrics_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime(host: str, port: int) -> Runtime:
+    """A Temporal Runtime serving the SDK's metrics (workflow/activity task latencies, schedule-to-start, sticky
+    cache, task slots, pollers) for Prometheus at http://host:port/metrics. One per address per process: the
+    Runtime owns the listening socket for its whole life."""
+    address = f"{host}:{port}"
+    if address not in _metrics_runtimes:
+        prometheus = PrometheusConfig(
+            bind_address=address,
+            # Prometheus' own conventions, as the API's prometheus_client metrics: counters end in _total,
+            # durations are seconds.
+            counters_total_suffix=True,
+            durations_as_seconds=True,
+        )
+        try:
+            _metrics_runtimes[address] = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+        except Exception as error:  # the core's bind error, made to name the setting
+            raise SystemExit(f"WORKER_METRICS_PORT: cannot serve metrics on {address}: {error}") from error
+    return _metrics_runtimes[address]
+
+
+async def connect(settings: Settings, *, worker_metrics: bool = False) -> Client:
+    """A client on the pydantic data converter. `worker_metrics` (worker processes): when WORKER_METRICS_PORT is
+    set, the client and every Worker built on it report to that port's Prometheus endpoint."""
+    runtime = None
+    if worker_metrics and settings.worker_metrics_port is not None:
+        runtime = metrics_runtime(settings.worker_metrics_host, settings.worker_metrics_port)
+    from booking_saga.tracing import client_interceptors
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
+        # Tracing on (booking_saga/tracing.py): the client's calls and its workers' tasks make spans.
+        interceptors=client_interceptors(),
     )

@@ -15,14 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from booking_saga.settings import Settings
 from services.protocol import RowChange
 from services.types import RowAvailability
 
@@ -102,6 +101,19 @@ class CacheMetrics:
         )
 
 
+class CacheSettings(Protocol):
+    """What the cache reads of the settings (booking_saga.settings.Settings has it; services import no settings)."""
+
+    @property
+    def redis_url(self) -> str: ...
+
+    @property
+    def cache_ttl_seconds(self) -> int: ...
+
+    @property
+    def redis_budget_ms(self) -> int: ...
+
+
 class AvailabilityCache:
     """Publishes ledger rows to Redis and reads them back, within a time budget, never raising."""
 
@@ -152,7 +164,7 @@ class AvailabilityCache:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, registry: CollectorRegistry | None = None, prefix: str = DEFAULT_PREFIX
+        cls, settings: CacheSettings, *, registry: CollectorRegistry | None = None, prefix: str = DEFAULT_PREFIX
     ) -> AvailabilityCache:
         if not settings.redis_url:
             raise ValueError("REDIS_URL is empty: start the embedded Redis (booking-saga dev) or set it")

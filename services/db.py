@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from services.protocol import AvailabilitySink
+    from services.registry import AnyService
 
 
 def async_url(url: str) -> str:
@@ -40,5 +46,36 @@ def create_engine(
     )
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
+class Engines:
+    """One engine per database: DATABASE_URL for every participant but those given their own URL."""
+
+    def __init__(self, default_url: str, own_urls: dict[str, str] | None = None, *, pool_size: int = 10) -> None:
+        self.default_url = default_url
+        self.own_urls = own_urls or {}
+        self._engines: dict[str, AsyncEngine] = {}
+        self._pool_size = pool_size
+
+    def for_url(self, url: str) -> AsyncEngine:
+        if url not in self._engines:
+            self._engines[url] = create_engine(url, pool_size=self._pool_size)
+        return self._engines[url]
+
+    @property
+    def default(self) -> AsyncEngine:
+        return self.for_url(self.default_url)
+
+    def urls(self) -> list[str]:
+        """Every distinct database the participants use (migrations run on each)."""
+        return list(dict.fromkeys([self.default_url, *self.own_urls.values()]))
+
+    def services(self, sink: AvailabilitySink | None = None) -> dict[str, AnyService]:
+        from services.registry import PARTICIPANTS
+
+        return {
+            p.name: p.build_service(self.for_url(self.own_urls.get(p.name, self.default_url)), sink)
+            for p in PARTICIPANTS
+        }
+
+    async def dispose(self) -> None:
+        for engine in self._engines.values():
+            await engine.dispose()

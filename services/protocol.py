@@ -1,23 +1,12 @@
-"""What every inventory service offers the activities and the API. flight, hotel and orders implement it."""
+"""How the ledger tells the availability cache about committed changes (the participant contract itself is in
+services/participant.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
-from services.types import (
-    Alternative,
-    FlightRequest,
-    HoldResult,
-    HotelRequest,
-    ItemsRequest,
-    RowAvailability,
-    ServiceName,
-    Violation,
-)
-
-ServiceRequest = FlightRequest | HotelRequest | ItemsRequest
+from services.types import RowAvailability
 
 
 @dataclass(frozen=True)
@@ -28,7 +17,7 @@ class RowState:
     `version` grows by one on every change of the row, so a cache can refuse to go back in time.
     """
 
-    service: ServiceName
+    service: str
     resource: str
     capacity: int
     held: int
@@ -49,8 +38,11 @@ class RowState:
 class RowChange(Protocol):
     """A ledger row after a committed change, for the availability cache. RowState satisfies it."""
 
-    service: ServiceName
-    resource: str
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def resource(self) -> str: ...
 
     @property
     def availability(self) -> RowAvailability: ...
@@ -65,26 +57,3 @@ class AvailabilitySink(Protocol):
     """
 
     async def publish(self, rows: list[RowState]) -> None: ...
-
-
-class InventoryService(Protocol):
-    """The hold ledger operations of one service. Each call is one transaction, idempotent by hold key.
-
-    Raises only services.errors types: Unavailable, UnknownResource, HoldNotActive, InvalidRequest, Busy.
-    """
-
-    name: ServiceName
-
-    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult: ...
-
-    async def confirm(self, hold_key: str) -> HoldResult: ...
-
-    async def release(self, hold_key: str) -> HoldResult: ...
-
-    async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult: ...
-
-    async def alternatives(self, request: ServiceRequest) -> list[Alternative]: ...
-
-    async def expire_overdue(self, now: datetime, grace_seconds: int) -> int: ...
-
-    async def audit(self) -> list[Violation]: ...

@@ -1,20 +1,66 @@
-"""The three services, built once per process: what the activities, the API and the CLI use."""
+"""The participants, listed once. Everything above services/ iterates this registry and names none of them.
+
+Adding a participant: its package under services/<name>/ (participant.py declaring it, service.py serving it,
+models.py with its ledger tables), its Alembic migration, and one line in PARTICIPANTS.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from services.flight.service import FlightService
-from services.hotel.service import HotelService
-from services.orders.service import OrdersService
-from services.protocol import AvailabilitySink, InventoryService
-from services.types import ServiceName
+from services.flight.participant import FlightParticipant
+from services.hotel.participant import HotelParticipant
+from services.orders.participant import OrdersParticipant
+from services.participant import InventoryService, Participant
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from services.protocol import AvailabilitySink
+
+# The registry is heterogeneous: each participant is typed by its own request model, so the list can only say
+# "some request model". Code that takes a participant from here hands it back only requests that participant
+# produced (Participant.to_request), never another's.
+AnyParticipant = Participant[Any]
+AnyService = InventoryService[Any]
+
+PARTICIPANTS: tuple[AnyParticipant, ...] = (
+    FlightParticipant(),
+    HotelParticipant(),
+    OrdersParticipant(),
+)
+
+BY_NAME: Mapping[str, AnyParticipant] = {p.name: p for p in PARTICIPANTS}
+BY_FIELD: Mapping[str, AnyParticipant] = {p.field: p for p in PARTICIPANTS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
-def build_services(engine: AsyncEngine, sink: AvailabilitySink | None = None) -> dict[ServiceName, InventoryService]:
-    """{"flight": FlightService, "hotel": HotelService, "orders": OrdersService} sharing one engine."""
-    return {
-        "flight": FlightService(engine, sink),
-        "hotel": HotelService(engine, sink),
-        "orders": OrdersService(engine, sink),
-    }
+def participant(name: str) -> AnyParticipant:
+    """The participant called `name` (KeyError naming the known ones otherwise)."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown participant {name!r}: known are {', '.join(NAMES)}") from None
+
+
+def local_names(placements: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The participants placed `local`: each one's own placement unless `placements` (PARTICIPANT_PLACEMENTS)
+    overrides it by name."""
+    overrides = placements or {}
+    return tuple(p.name for p in PARTICIPANTS if overrides.get(p.name, p.placement) == "local")
+
+
+def build_services(engine: AsyncEngine, sink: AvailabilitySink | None = None) -> dict[str, AnyService]:
+    """Every participant's service on `engine` (one pool shared by all), by name."""
+    return {p.name: p.build_service(engine, sink) for p in PARTICIPANTS}
+
+
+def _check_unique() -> None:
+    for attribute in ("name", "field"):
+        values = [getattr(p, attribute) for p in PARTICIPANTS]
+        if len(set(values)) != len(values):
+            raise RuntimeError(f"two participants share a {attribute}: {values}")
+
+
+_check_unique()

@@ -35,7 +35,7 @@ class StartedCheckout(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-_TABLE = qualified(StartedCheckout.__table__)  # type: ignore[arg-type]
+_TABLE = qualified(StartedCheckout.__table__)
 # Plain SQL on the asyncpg connection: prepared once per connection, no statement building per request.
 RECORD = f"INSERT INTO {_TABLE} (checkout_id) VALUES ($1) ON CONFLICT DO NOTHING"
 HAS = f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE checkout_id = $1)"

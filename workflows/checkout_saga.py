@@ -16,8 +16,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from services.protocol import ServiceRequest
-    from services.types import Alternative, FlightRequest, HoldResult, HotelRequest, ServiceName, Shortage
+    from services.errors import ErrorType
+    from services.registry import participant
+    from services.types import Alternative, Frozen, HoldResult, HoldStatus, Shortage
     from workflows.compensation import Compensations
     from workflows.models import (
         CANCEL,
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         EXTEND,
         EXTEND_REFUSED,
         FINAL_STATUSES,
+        RELEASE_CLAIM,
         RETRY_COMPENSATION_SIGNAL,
         STATE_QUERY,
         SUBMIT,
@@ -37,11 +39,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.state import CheckoutState
     from workflows.steps import Steps
-    from workflows.summaries import request_parts
 
 Decision = Literal["confirm", "cancel", "expire"]
 T = TypeVar("T")
 
+# Patch ids (workflow.patched): histories recorded before a change keep replaying the old way.
+HOLD_CLOCK_PATCH = "hold-clock-starts-when-held"
+CLAIMS_PATCH = "release-customer-claim"
+# How much later than the customer's expiry the ledgers are told: room for the holds' placement to be slow.
+PLACEMENT_SLACK = timedelta(seconds=60)
 # A stuck compensation is retried this often even without an operator's signal.
 COMPENSATION_RETRY_EVERY = timedelta(hours=1)
 # Update handlers return once the saga has settled into one of these.
@@ -54,8 +60,10 @@ class CheckoutSaga:
     def __init__(self, params: CheckoutInput) -> None:
         self._params = params
         self._state = CheckoutState(params)
-        self._requests: dict[ServiceName, ServiceRequest] = dict(request_parts(params.request))
-        self._steps = Steps(params.checkout_id, self._requests, params.task_queues)
+        self._requests: dict[str, Frozen] = {p.name: part for p, part in params.request.parts()}
+        self._steps = Steps(
+            params.checkout_id, self._requests, params.task_queues, frozenset(params.local_participants)
+        )
         self._compensations = Compensations()
         self._decision: Decision | None = None
         self._extending = 0
@@ -72,21 +80,33 @@ class CheckoutSaga:
             # if the checkout has not settled, release everything and end as cancelled.
             if self._state.status not in FINAL_STATUSES:
                 await self._undo(CheckoutStatus.CANCELLED, "workflow cancelled by an operator")
+                await _detached(self._release_claim())
                 raise
+        await self._release_claim()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state.view()
 
     # -- the saga ---------------------------------------------------------------------------------------------
 
     async def _saga(self) -> None:
-        expires_at = workflow.now() + timedelta(seconds=self._params.hold_seconds)
-        failures = await self._place_holds(expires_at)
+        hold_for = timedelta(seconds=self._params.hold_seconds)
+        # The customer's clock starts when the holds are placed (HELD), not when the saga starts: a saga whose
+        # next workflow task waited (a worker died) must not answer HELD with an expiry already past. The ledger
+        # is told a later expiry first (the sweeper must never expire a hold the saga still counts as HELD).
+        clock_at_held = workflow.patched(HOLD_CLOCK_PATCH)
+        ledger_expiry = workflow.now() + hold_for + (PLACEMENT_SLACK if clock_at_held else timedelta(0))
+        failures = await self._place_holds(ledger_expiry)
         if self._decision == "cancel":
             await self._undo(CheckoutStatus.CANCELLED, "cancelled before the holds were placed")
             return
         if failures:
             await self._reject(failures)
             return
+        expires_at = ledger_expiry
+        if clock_at_held:
+            expires_at = workflow.now() + hold_for
+            if expires_at > ledger_expiry:  # placing took longer than the slack: push the ledgers out first
+                await self._extend_ledgers(expires_at)
         self._state.expires_at = expires_at
         self._state.move_to(CheckoutStatus.HELD, "every service holds the request")
         decision = await self._await_decision()
@@ -97,7 +117,7 @@ class CheckoutSaga:
         else:
             await self._undo(CheckoutStatus.EXPIRED, "not confirmed before expires_at")
 
-    async def _place_holds(self, expires_at: datetime) -> dict[ServiceName, BaseException]:
+    async def _place_holds(self, expires_at: datetime) -> dict[str, BaseException]:
         """Hold in every service in parallel; stop waiting at the first failure (or a cancel) and cancel the rest:
         their compensations are registered already, so whatever they did is released."""
         tasks = {service: asyncio.create_task(self._hold(service, expires_at)) for service in self._requests}
@@ -107,7 +127,7 @@ class CheckoutSaga:
                 _failed(t) for t in tasks.values()
             )
 
-        abandoned: set[ServiceName] = set()
+        abandoned: set[str] = set()
         try:
             await workflow.wait_condition(settled)
         finally:
@@ -116,7 +136,7 @@ class CheckoutSaga:
                     abandoned.add(service)
                     task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-        failures: dict[ServiceName, BaseException] = {}
+        failures: dict[str, BaseException] = {}
         for service, task in tasks.items():
             if service in abandoned or task.cancelled():
                 continue
@@ -127,11 +147,11 @@ class CheckoutSaga:
                 self._state.holds[service] = task.result()
         return failures
 
-    async def _hold(self, service: ServiceName, expires_at: datetime) -> HoldResult:
+    async def _hold(self, service: str, expires_at: datetime) -> HoldResult:
         self._compensations.register(service)  # before the call: see compensation.py
         return await self._steps.hold(service, expires_at)
 
-    async def _reject(self, failures: dict[ServiceName, BaseException]) -> None:
+    async def _reject(self, failures: dict[str, BaseException]) -> None:
         shortages, errors = self._classify(failures)
         self._state.unavailable = [shortage for found in shortages.values() for shortage in found]
         # Anything but a shortage (a timeout, a bad request) is not the customer's answer but a failure.
@@ -149,32 +169,35 @@ class CheckoutSaga:
         await _detached(roll_back())
 
     def _classify(
-        self, failures: dict[ServiceName, BaseException]
-    ) -> tuple[dict[ServiceName, list[Shortage]], list[str]]:
+        self, failures: dict[str, BaseException]
+    ) -> tuple[dict[str, list[Shortage]], list[str]]:
         """Shortages per service (the customer's answer: REJECTED) apart from anything else (FAILED)."""
-        shortages: dict[ServiceName, list[Shortage]] = {}
+        shortages: dict[str, list[Shortage]] = {}
         errors: list[str] = []
+        released: list[str] = []
         for service, error in failures.items():
-            cause = error.cause if isinstance(error, ActivityError) else None
-            if isinstance(cause, ApplicationError) and cause.type == "Unavailable" and cause.details:
-                shortages[service] = [Shortage.model_validate(item) for item in cause.details[0]]  # type: ignore
-            elif isinstance(cause, ApplicationError) and cause.type == "UnknownResource" and cause.details:
+            # A remote activity's failure arrives as ActivityError(cause=ApplicationError); a local activity's as the
+            # ApplicationError itself.
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if isinstance(cause, ApplicationError) and cause.type == ErrorType.UNAVAILABLE and cause.details:
+                shortages[service] = [Shortage.model_validate(item) for item in cause.details[0]]
+            elif isinstance(cause, ApplicationError) and cause.type == ErrorType.UNKNOWN_RESOURCE and cause.details:
                 resource = str(cause.details[0])
-                requested = self._quantity(service, resource)
+                requested = participant(service).requested(self._requests[service], resource)
                 shortages[service] = [Shortage(resource=resource, requested=requested, available=0)]
+            elif _already_released(error):
+                # This saga's own compensation already released the key: an earlier run of this workflow task
+                # (its local activities' results lost with the task: a worker crash, an update arriving meanwhile)
+                # placed, refused and rolled back already. The refusal that caused it comes back as recorded.
+                released.append(f"{service}: {error}")
             else:
-                errors.append(f"{service}: {error}" + (f" ({cause})" if cause is not None else ""))
+                detail = f" ({cause})" if cause is not None and cause is not error else ""
+                errors.append(f"{service}: {error}{detail}")
+        if released and not shortages and not errors:
+            errors = released  # released with no recorded reason: not the customer's answer
         return shortages, errors
 
-    def _quantity(self, service: ServiceName, resource: str) -> int:
-        request = self._requests[service]
-        if isinstance(request, FlightRequest):
-            return request.seats
-        if isinstance(request, HotelRequest):
-            return request.rooms
-        return next((line.quantity for line in request.items if line.sku == resource), 0)
-
-    async def _alternatives(self, services: list[ServiceName]) -> list[Alternative]:
+    async def _alternatives(self, services: list[str]) -> list[Alternative]:
         """Best effort: a checkout is rejected with or without suggestions."""
         found: list[Alternative] = []
         for outcome in await asyncio.gather(*(self._steps.alternatives(s) for s in services), return_exceptions=True):
@@ -248,7 +271,7 @@ class CheckoutSaga:
             except TimeoutError:
                 pass
 
-    async def _release(self, service: ServiceName) -> None:
+    async def _release(self, service: str) -> None:
         self._state.holds[service] = await self._steps.release(service)
 
     # -- updates, query, signal ---------------------------------------------------------------------------------
@@ -298,9 +321,7 @@ class CheckoutSaga:
             if new_expiry > self._latest_expiry():  # a concurrent extend got there first
                 raise ApplicationError("the hold cannot be extended that far", type=EXTEND_REFUSED, non_retryable=True)
             # The ledgers first: the sweeper must never expire a hold the workflow still counts as HELD.
-            services = list(self._state.holds)
-            extended = await asyncio.gather(*(self._steps.extend(s, new_expiry) for s in services))
-            self._state.holds.update(zip(services, extended, strict=True))
+            await self._extend_ledgers(new_expiry)
             self._state.expires_at = max(self._state.expires_at, new_expiry)
             self._state.move_to(CheckoutStatus.HELD, f"extended by {params.seconds}s")
         finally:
@@ -333,6 +354,25 @@ class CheckoutSaga:
         """Operator: the cause of a failing release is fixed, try again now."""
         self._retry_requested = True
 
+    async def _release_claim(self) -> None:
+        """The checkout settled: it no longer counts against its customer's limits. Best effort: a claim left
+        behind expires on its own (the sweeper)."""
+        if not workflow.patched(CLAIMS_PATCH):
+            return
+        try:
+            await workflow.execute_local_activity(
+                RELEASE_CLAIM, self._params.checkout_id, result_type=bool,
+                start_to_close_timeout=timedelta(seconds=10), schedule_to_close_timeout=timedelta(minutes=2),
+                summary="release the customer's claim",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("claim of %s not released: %s", self._params.checkout_id, error)
+
+    async def _extend_ledgers(self, expires_at: datetime) -> None:
+        services = list(self._state.holds)
+        extended = await asyncio.gather(*(self._steps.extend(s, expires_at) for s in services))
+        self._state.holds.update(zip(services, extended, strict=True))
+
     def _latest_expiry(self) -> datetime:
         return self._started_at + timedelta(seconds=self._params.hold_lifetime_max_seconds)
 
@@ -346,8 +386,22 @@ def _refused(message: str) -> ApplicationError:
     return ApplicationError(message, type=UPDATE_REFUSED, non_retryable=True)
 
 
+def _already_released(error: BaseException | None) -> bool:
+    """A hold answered "already released": this saga's own compensation ran in an earlier run of the task."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return (
+        isinstance(cause, ApplicationError) and cause.type == ErrorType.HOLD_NOT_ACTIVE
+        and bool(cause.details) and cause.details[0] in (HoldStatus.RELEASED, HoldStatus.EXPIRED)
+    )
+
+
 def _failed(task: asyncio.Task[Any]) -> bool:
-    return task.done() and not task.cancelled() and task.exception() is not None
+    """A hold that failed for a reason of its own. "Already released" is not one: the saga waits for the others,
+    whose recorded refusal is the reason (an earlier run of this task rolled back)."""
+    if not task.done() or task.cancelled():
+        return False
+    error = task.exception()
+    return error is not None and not _already_released(error)
 
 
 async def _detached(work: Coroutine[Any, Any, T]) -> T:

@@ -10,32 +10,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from temporalio import workflow
-
-with workflow.unsafe.imports_passed_through():
-    from services.types import ServiceName
-
 
 class Compensations:
     def __init__(self) -> None:
-        self._pending: list[ServiceName] = []
+        self._pending: list[str] = []
 
-    def register(self, service: ServiceName) -> None:
+    def register(self, service: str) -> None:
         if service not in self._pending:
             self._pending.append(service)
 
-    def forget(self, service: ServiceName) -> None:
+    def forget(self, service: str) -> None:
         """A confirmed hold is a sale: there is nothing left to release."""
         if service in self._pending:
             self._pending.remove(service)
 
-    async def run(self, release: Callable[[ServiceName], Awaitable[object]]) -> dict[ServiceName, str]:
+    async def run(self, release: Callable[[str], Awaitable[object]]) -> dict[str, str]:
         """Release everything pending, newest first (in parallel: releases are independent).
 
         Returns the services whose release failed, with why; those stay pending for the next round."""
         order = list(reversed(self._pending))
         outcomes = await asyncio.gather(*(release(service) for service in order), return_exceptions=True)
-        failures: dict[ServiceName, str] = {}
+        failures: dict[str, str] = {}
         for service, outcome in zip(order, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome

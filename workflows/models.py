@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
-from services.types import (
-    Alternative,
-    FlightRequest,
-    Frozen,
-    HoldResult,
-    HotelRequest,
-    Identifier,
-    ItemsRequest,
-    ServiceName,
-    Shortage,
-)
+from services.registry import PARTICIPANTS, AnyParticipant
+from services.types import Alternative, Frozen, HoldResult, Identifier, Shortage
 
 WORKFLOW_NAME = "CheckoutSaga"
 # Update names, also used by the API. `submit` is the update sent with Update-with-Start.
@@ -26,6 +18,8 @@ CONFIRM = "confirm"
 CANCEL = "cancel"
 EXTEND = "extend"
 STATE_QUERY = "state"
+# The local activity that removes a settled checkout's per-customer claim (activities/claims.py).
+RELEASE_CLAIM = "checkout.release_claim"
 RETRY_COMPENSATION_SIGNAL = "retry_compensation"
 # ApplicationError types of a refused update (the validator said no, nothing was done).
 # UPDATE_REFUSED: not allowed in the checkout's current status (HTTP 409). EXTEND_REFUSED: beyond the bounds (422).
@@ -55,27 +49,39 @@ FINAL_STATUSES = frozenset(
 )
 
 
-class CheckoutRequest(Frozen):
-    """One checkout as the front-end submits it: any mix of a flight, a hotel stay and items."""
+class CheckoutRequestBase(Frozen):
+    """One checkout as the saga takes it: the customer and one optional part per participant, in a field named
+    after the participant's checkout-body field (`CheckoutRequest` adds those fields from the registry)."""
 
     customer_id: Identifier
-    flight: FlightRequest | None = None
-    hotel: HotelRequest | None = None
-    items: ItemsRequest | None = None
+
+    def parts(self) -> list[tuple[AnyParticipant, Frozen]]:
+        """(participant, its request) for every part present, in registry order."""
+        found: list[tuple[AnyParticipant, Frozen]] = []
+        for participant in PARTICIPANTS:
+            part = getattr(self, participant.field, None)
+            if part is not None:
+                found.append((participant, part))
+        return found
 
     @model_validator(mode="after")
-    def _not_empty(self) -> CheckoutRequest:
-        if self.flight is None and self.hotel is None and self.items is None:
-            raise ValueError("a checkout needs at least one of flight, hotel or items")
+    def _not_empty(self) -> CheckoutRequestBase:
+        if not self.parts():
+            fields = ", ".join(p.field for p in PARTICIPANTS)
+            raise ValueError(f"a checkout needs at least one of {fields}")
         return self
 
-    def services(self) -> list[ServiceName]:
-        named: list[tuple[ServiceName, object]] = [
-            ("flight", self.flight),
-            ("hotel", self.hotel),
-            ("orders", self.items),
-        ]
-        return [name for name, part in named if part is not None]
+
+def _checkout_request_model() -> type[CheckoutRequestBase]:
+    # The JSON shape (one field per participant) is what recorded histories hold: keep it.
+    parts: dict[str, Any] = {p.field: (p.request_model | None, None) for p in PARTICIPANTS}
+    return create_model("CheckoutRequest", __base__=CheckoutRequestBase, **parts)
+
+
+if TYPE_CHECKING:
+    CheckoutRequest = CheckoutRequestBase
+else:
+    CheckoutRequest = _checkout_request_model()
 
 
 class CheckoutInput(Frozen):
@@ -89,6 +95,9 @@ class CheckoutInput(Frozen):
     hold_lifetime_max_seconds: int = 7200
     # Task queue of each service's activity worker (Settings.task_queue); a service missing here uses its name.
     task_queues: dict[str, str] = Field(default_factory=dict)
+    # Participants whose operations run as local activities in the checkout worker (Participant.placement),
+    # fixed at start like the task queues. Absent (histories from before placements): all remote.
+    local_participants: list[str] = Field(default_factory=list)
 
 
 class ExtendInput(Frozen):

@@ -1,7 +1,9 @@
 """The checkout as the workflow keeps it: status, history, holds; the `state` view and the search attributes.
 
 Every status change goes through `CheckoutState.move_to`, so the history, the CheckoutStatus search attribute
-and the UI's current details never disagree.
+and the UI's current details never disagree. It also counts each status change in the worker's metrics
+(`booking_checkout_status_total{status, previous}`, through the SDK's replay-safe workflow metric meter: nothing is
+counted while a history replays), which is how expiries, confirms and NEEDS_ATTENTION reach Prometheus.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from services.types import Alternative, HoldResult, ServiceName, Shortage
+    from services.types import Alternative, HoldResult, Shortage
     from workflows import search_attributes
     from workflows.models import CheckoutInput, CheckoutStatus, CheckoutView, StatusChange
+
+# Exported by the checkout worker's SDK Prometheus endpoint (WORKER_METRICS_PORT) as booking_checkout_status_total.
+STATUS_METRIC = "booking_checkout_status"
 
 
 class CheckoutState:
@@ -21,7 +26,7 @@ class CheckoutState:
         self.params = params
         self.status = CheckoutStatus.PENDING
         self.expires_at: datetime | None = None
-        self.holds: dict[ServiceName, HoldResult] = {}
+        self.holds: dict[str, HoldResult] = {}
         self.unavailable: list[Shortage] = []
         self.alternatives: list[Alternative] = []
         self.history: list[StatusChange] = []
@@ -38,14 +43,28 @@ class CheckoutState:
         self.move_to(CheckoutStatus.PENDING, "holds requested", publish=not pending_given)
 
     def move_to(self, status: CheckoutStatus, reason: str | None = None, *, publish: bool = True) -> None:
+        previous = self.history[-1].status.value if self.history else "NONE"
         self.status = status
         self.history.append(StatusChange(status=status, at=workflow.now(), reason=reason))
         if publish:
             workflow.upsert_search_attributes([search_attributes.CHECKOUT_STATUS.value_set(status.value)])
-        details = f"**{status.value}**" + (f": {reason}" if reason else "")
-        if self.expires_at is not None and status == CheckoutStatus.HELD:
-            details += f" (expires {self.expires_at.isoformat()})"
-        workflow.set_current_details(details)
+        if previous != status.value:  # an extend (HELD again) or another failed release round is no new status
+            workflow.metric_meter().create_counter(
+                STATUS_METRIC, "CheckoutSaga status changes, by the status reached and the one left."
+            ).add(1, {"status": status.value, "previous": previous})
+        workflow.set_current_details(self.details(reason))
+
+    def details(self, reason: str | None = None) -> str:
+        """The Temporal UI's current details (markdown): status, expiry, what each participant holds, last error."""
+        lines = [f"**{self.status.value}**" + (f": {reason}" if reason else "")]
+        if self.expires_at is not None and self.status == CheckoutStatus.HELD:
+            lines.append(f"expires at {self.expires_at.isoformat()}")
+        for service, hold in self.holds.items():
+            held = ", ".join(f"{line.resource} x{line.quantity}" for line in hold.lines) or "nothing"
+            lines.append(f"- {service} {hold.status.value}: {held}")
+        if self.error:
+            lines.append(f"last error: {self.error}")
+        return "\n".join(lines)
 
     def view(self) -> CheckoutView:
         return CheckoutView(

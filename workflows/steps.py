@@ -9,6 +9,7 @@ fails after RELEASE_PATIENCE the saga reports NEEDS_ATTENTION and tries again (s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,8 +17,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.models import ExtendHoldInput, HoldInput, activity_name
-    from services.protocol import ServiceRequest
-    from services.types import Alternative, HoldResult, ServiceName
+    from services.types import Alternative, Frozen, HoldResult
     from workflows.summaries import activity_summary
 
 ATTEMPT_TIMEOUT = timedelta(seconds=10)
@@ -33,62 +33,89 @@ _UNTIL_DONE = RetryPolicy(
 RELEASE_PATIENCE = timedelta(minutes=5)
 # Confirm also keeps trying transient failures for a while: giving up means a FAILED checkout.
 CONFIRM_PATIENCE = timedelta(minutes=5)
+# A local activity's retries are bounded too (the workflow task heartbeats meanwhile), then the saga rolls back.
+LOCAL_PATIENCE = timedelta(minutes=1)
+# A local activity's retries wait inside the workflow task up to this long, then as durable timers: the task (and
+# with it queries, updates and the checkout's other work) is never held for a long backoff.
+LOCAL_RETRY_IN_TASK = timedelta(seconds=1)
+T = TypeVar("T")
 
 
 class Steps:
-    """Activity calls for one checkout: knows the hold keys, task queues and what each service was asked."""
+    """Activity calls for one checkout: knows the hold keys, task queues, placements and what each participant
+    was asked.
 
-    def __init__(self, checkout_id: str, requests: dict[ServiceName, ServiceRequest], task_queues: dict[str, str]):
+    A `local` participant's operations run as local activities in the checkout worker (no task-queue round trip,
+    no activity events in the history: the fastest first answer); a remote one's on its own task queue. Both
+    keep the same timeouts and retry policies, and the ledger's idempotency by hold key makes a local activity
+    that is run again (a worker crash before its result was recorded) move stock once.
+    """
+
+    def __init__(
+        self, checkout_id: str, requests: dict[str, Frozen], task_queues: dict[str, str],
+        local: frozenset[str] = frozenset(),
+    ):
         self.checkout_id = checkout_id
         self.requests = requests
         self.task_queues = task_queues
+        self.local = local
 
-    def hold_key(self, service: ServiceName) -> str:
+    def hold_key(self, service: str) -> str:
         return f"{self.checkout_id}:{service}"
 
-    def _queue(self, service: ServiceName) -> str:
-        return self.task_queues.get(service, service)
-
-    def _summary(self, operation: str, service: ServiceName) -> str:
+    def _summary(self, operation: str, service: str) -> str:
         return activity_summary(operation, service, self.requests[service])
 
-    async def hold(self, service: ServiceName, expires_at: datetime) -> HoldResult:
+    async def _run(
+        self, service: str, operation: str, argument: object, result_type: type[T], *,
+        retry_policy: RetryPolicy, schedule_to_close: timedelta | None = None,
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+        summary: str | None = None,
+    ) -> T:
+        name = activity_name(service, operation)
+        summary = summary or self._summary(operation, service)
+        if service in self.local:
+            return await workflow.execute_local_activity(
+                name, argument, result_type=result_type, start_to_close_timeout=ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=schedule_to_close or LOCAL_PATIENCE, retry_policy=retry_policy,
+                cancellation_type=cancellation_type, summary=summary, local_retry_threshold=LOCAL_RETRY_IN_TASK,
+            )
         return await workflow.execute_activity(
-            activity_name(service, "hold"),
+            name, argument, result_type=result_type, task_queue=self.task_queues.get(service, service),
+            start_to_close_timeout=ATTEMPT_TIMEOUT, schedule_to_close_timeout=schedule_to_close,
+            retry_policy=retry_policy, cancellation_type=cancellation_type, summary=summary,
+        )
+
+    async def hold(self, service: str, expires_at: datetime) -> HoldResult:
+        return await self._run(
+            service, "hold",
             HoldInput(hold_key=self.hold_key(service), request=self.requests[service], expires_at=expires_at),
-            result_type=HoldResult, task_queue=self._queue(service), start_to_close_timeout=ATTEMPT_TIMEOUT,
-            retry_policy=_TRANSIENT, summary=self._summary("hold", service),
+            HoldResult, retry_policy=_TRANSIENT,
             # When another hold fails first the saga stops waiting for this one (it does not ask the server to
             # cancel it): its release is registered already, and the ledger refuses it if it lands later.
             cancellation_type=ActivityCancellationType.ABANDON,
         )
 
-    async def confirm(self, service: ServiceName) -> HoldResult:
-        return await workflow.execute_activity(
-            activity_name(service, "confirm"), self.hold_key(service),
-            result_type=HoldResult, task_queue=self._queue(service), start_to_close_timeout=ATTEMPT_TIMEOUT,
-            schedule_to_close_timeout=CONFIRM_PATIENCE, retry_policy=_UNTIL_DONE,
-            summary=self._summary("confirm", service),
+    async def confirm(self, service: str) -> HoldResult:
+        return await self._run(
+            service, "confirm", self.hold_key(service), HoldResult, retry_policy=_UNTIL_DONE,
+            schedule_to_close=CONFIRM_PATIENCE,
         )
 
-    async def release(self, service: ServiceName) -> HoldResult:
-        return await workflow.execute_activity(
-            activity_name(service, "release"), self.hold_key(service),
-            result_type=HoldResult, task_queue=self._queue(service), start_to_close_timeout=ATTEMPT_TIMEOUT,
-            schedule_to_close_timeout=RELEASE_PATIENCE, retry_policy=_UNTIL_DONE,
-            summary=self._summary("release", service),
+    async def release(self, service: str) -> HoldResult:
+        return await self._run(
+            service, "release", self.hold_key(service), HoldResult, retry_policy=_UNTIL_DONE,
+            schedule_to_close=RELEASE_PATIENCE,
         )
 
-    async def extend(self, service: ServiceName, expires_at: datetime) -> HoldResult:
-        return await workflow.execute_activity(
-            activity_name(service, "extend"), ExtendHoldInput(hold_key=self.hold_key(service), expires_at=expires_at),
-            result_type=HoldResult, task_queue=self._queue(service), start_to_close_timeout=ATTEMPT_TIMEOUT,
-            retry_policy=_TRANSIENT, summary=self._summary("extend", service),
+    async def extend(self, service: str, expires_at: datetime) -> HoldResult:
+        return await self._run(
+            service, "extend", ExtendHoldInput(hold_key=self.hold_key(service), expires_at=expires_at), HoldResult,
+            retry_policy=_TRANSIENT,
         )
 
-    async def alternatives(self, service: ServiceName) -> list[Alternative]:
-        return await workflow.execute_activity(
-            activity_name(service, "alternatives"), self.requests[service],
-            result_type=list[Alternative], task_queue=self._queue(service), start_to_close_timeout=ATTEMPT_TIMEOUT,
+    async def alternatives(self, service: str) -> list[Alternative]:
+        return await self._run(
+            service, "alternatives", self.requests[service], list[Alternative],
             retry_policy=RetryPolicy(maximum_attempts=3), summary=self._summary("alternatives for", service),
         )

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.deps import AppState, StateDep
 from api.schemas import DependencyCheck, Liveness, Readiness
+from services.unavailable import describe, is_database_unavailable
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -25,10 +26,12 @@ async def healthz() -> Liveness:
 async def _check_temporal(state: AppState) -> DependencyCheck:
     client = state.temporal.client
     if client is None:
+        state.metrics.dependency_errors.labels(dependency="temporal").inc()
         return DependencyCheck(ok=False, detail=state.temporal.last_error or "not connected")
     try:
         await asyncio.wait_for(client.service_client.check_health(), CHECK_TIMEOUT_SECONDS)
     except Exception as exc:  # any failure means "not ready", with its reason
+        state.metrics.dependency_errors.labels(dependency="temporal").inc()
         return DependencyCheck(ok=False, detail=f"health check failed: {exc}")
     return DependencyCheck(ok=True, detail=f"connected to {state.settings.temporal_address}")
 
@@ -39,9 +42,11 @@ async def _check_database(state: AppState) -> DependencyCheck:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any failure means "not ready"; the classification says whether it is an outage
         state.metrics.dependency_errors.labels(dependency="database").inc()
-        return DependencyCheck(ok=False, detail=f"cannot reach PostgreSQL: {type(exc).__name__}")
+        if is_database_unavailable(exc):
+            return DependencyCheck(ok=False, detail=f"PostgreSQL is unavailable: {describe(exc)}")
+        return DependencyCheck(ok=False, detail=f"PostgreSQL check failed: {describe(exc)}")
     return DependencyCheck(ok=True, detail="PostgreSQL answers")
 
 

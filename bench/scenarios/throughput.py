@@ -1,70 +1,44 @@
-"""Floor vs real: checkouts per second through the API, with no-op activities and then with the real ones.
+"""Floor vs real: checkouts per second through the API, the real checkout against the best shape's no-op floor.
 
-Same CheckoutSaga, same servers, same API; only the worker process differs (`worker --noop`). Every checkout
-is a three-service basket on inventory created for this run, so the holds never run short.
+The targets compare the real checkout in the local placement with the no-op floor of that same (best) shape at
+c=5 and c=10. Informational: each placement's real checkout against the other's, and the remote shape's floor
+against the local one's, which says what the shape itself costs before any ledger runs.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any
-
-from bench.api_client import Answer, BenchApi, run_bounded
 from bench.results import Figure
-from bench.sizes import Size
-from bench.stats import per_second, percentile
+from bench.scenarios.shapes import ShapeRun
 
 SCENARIO = "floor vs real"
+TARGET_LEVELS = (5, 10)
+TARGET_RATIO = 0.8
+BEST_FLOOR = "best floor"
 
 
-@dataclass
-class ThroughputRun:
-    label: str
-    checkouts: int
-    concurrency: int
-    seconds: float
-    answers: list[Answer]
-
-    @property
-    def placed(self) -> int:
-        return sum(1 for a in self.answers if a.status == 201)
-
-    @property
-    def per_second(self) -> float:
-        return per_second(self.placed, self.seconds)
-
-    def details(self) -> dict[str, Any]:
-        latencies = [a.seconds for a in self.answers if a.status == 201]
-        return {
-            "label": self.label,
-            "checkouts": self.checkouts,
-            "concurrency": self.concurrency,
-            "seconds": self.seconds,
-            "placed": self.placed,
-            "not_placed": {str(a.status): a.body.get("detail", "") for a in self.answers if a.status != 201},
-            "per_second": self.per_second,
-            "p50_ms": percentile(latencies, 50) * 1000,
-        }
-
-
-async def measure(api: BenchApi, size: Size, label: str) -> ThroughputRun:
-    async with api.client() as http:
-        inventory = await api.create_inventory(http)
-
-        async def one(_index: int) -> Answer:
-            return await api.checkout(http, inventory.basket(api.unique("cust")), api.unique("key"))
-
-        started = time.perf_counter()
-        answers = await run_bounded(size.throughput_checkouts, size.throughput_concurrency, one)
-        seconds = time.perf_counter() - started
-    return ThroughputRun(label, size.throughput_checkouts, size.throughput_concurrency, seconds, answers)
-
-
-def figures(floor: ThroughputRun, real: ThroughputRun) -> list[Figure]:
-    return [
-        Figure(SCENARIO, f"real checkouts/s (c={real.concurrency})", real.per_second, "/s",
-               baseline=floor.per_second, baseline_name="no-op floor", target_kind="ratio_at_least", target=0.8),
-        Figure(SCENARIO, "real checkouts not placed", real.checkouts - real.placed, "",
-               target_kind="equals", target=0),
-    ]
+def figures(floor_remote: ShapeRun, floor_local: ShapeRun, real_remote: ShapeRun, real_local: ShapeRun) -> list[
+    Figure
+]:
+    result = []
+    for concurrency in real_local.levels:
+        targeted = concurrency in TARGET_LEVELS
+        result.append(
+            Figure(SCENARIO, f"real (local) checkouts/s at c={concurrency}", real_local.at(concurrency).per_second,
+                   "/s", baseline=floor_local.at(concurrency).per_second, baseline_name=BEST_FLOOR,
+                   target_kind="ratio_at_least" if targeted else None, target=TARGET_RATIO if targeted else None)
+        )
+    for concurrency in TARGET_LEVELS:
+        result.append(
+            Figure(SCENARIO, f"real (remote) checkouts/s at c={concurrency}", real_remote.at(concurrency).per_second,
+                   "/s", baseline=real_local.at(concurrency).per_second, baseline_name="real (local)")
+        )
+    for concurrency in TARGET_LEVELS:
+        result.append(
+            Figure(SCENARIO, f"floor (remote shape) checkouts/s at c={concurrency}",
+                   floor_remote.at(concurrency).per_second, "/s", baseline=floor_local.at(concurrency).per_second,
+                   baseline_name=BEST_FLOOR)
+        )
+    not_placed = sum(run.checkouts - run.placed for run in (floor_remote, floor_local, real_remote, real_local))
+    result.append(Figure(SCENARIO, "checkouts not placed (all four shapes)", not_placed, "", target_kind="equals",
+                         target=0))
+    return result

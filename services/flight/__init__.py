@@ -1,5 +1,5 @@
-"""The flight service."""
+"""The flight participant: seats per (flight, seat class). Declared in participant.py, served by service.py."""
 
-from services.flight.service import FlightService
+from services.flight.participant import FlightParticipant
 
-__all__ = ["FlightService"]
+__all__ = ["FlightParticipant"]

@@ -2,39 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services import validation
-from services.errors import InvalidRequest, UnknownResource
+from services.errors import UnknownResource
 from services.flight.models import Flight, Hold, HoldLine, Inventory
+from services.flight.participant import (
+    DEMO_DAYS,
+    DEMO_ROUTES,
+    DEMO_SEATS,
+    FlightParticipant,
+    demo_flight_id,
+    resource_name,
+)
+from services.flight.schemas import FlightAvailability, FlightInventory, FlightRequest
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
-from services.protocol import ServiceRequest
-from services.types import Alternative, FlightRequest, HoldResult, ServiceName
+from services.participant import NoQuery, expect
+from services.types import Alternative, Counters, HoldResult
 
 MAX_ALTERNATIVES = 5
+DEMO_DEPARTURES = (time(9, 30), time(7, 15))
 
 # The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
 FIND_ROW = f"SELECT id FROM {qualified(Inventory.__table__)} WHERE flight_id = $1 AND seat_class = $2"
 
 
-def resource_name(flight_id: str, seat_class: str) -> str:
-    return f"{flight_id}/{seat_class}"
-
-
-class FlightService(LedgerService):
-    name: ServiceName = "flight"
+class FlightService(LedgerService[FlightRequest]):
+    participant = FlightParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
 
-    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
-        wanted = self._expect(request, FlightRequest)
+    async def hold(self, hold_key: str, request: FlightRequest, expires_at: datetime) -> HoldResult:
+        wanted = request
 
         async def resolve(db: Driver) -> list[LineRef]:
             row_id = await db.fetchval(FIND_ROW, wanted.flight_id, wanted.seat_class)
@@ -45,21 +50,21 @@ class FlightService(LedgerService):
 
         return await self.ledger.hold(hold_key, resolve, expires_at)
 
-    async def availability(self, flight_id: str) -> dict[str, Any]:
-        """`{flight_id, seat_classes: {class: {capacity, held, sold, available}}}` (the HTTP contract)."""
-        async with read_transaction(self.engine) as conn:
-            return await self._availability(conn, flight_id)
+    async def unknown(self, request: FlightRequest) -> str | None:
+        resource = resource_name(request.flight_id, request.seat_class)
+        return None if resource in await self.available([resource]) else resource
 
-    async def upsert_flight(
-        self, flight_id: str, origin: str, destination: str, departs_at: datetime, seats: dict[str, int]
-    ) -> dict[str, Any]:
+    async def availability(self, resource_id: str, query: BaseModel = NoQuery()) -> FlightAvailability:
+        """Capacity, held, sold and available seats per seat class of flight `resource_id`."""
+        async with read_transaction(self.engine) as conn:
+            return await self._availability(conn, resource_id)
+
+    async def upsert(self, resource_id: str, body: BaseModel) -> FlightAvailability:
         """Create or change a flight and the capacity of the classes named (others are left as they are).
         Returns the flight's availability. InvalidRequest when a capacity is below held + sold."""
-        validation.identifier("flight_id", flight_id)
-        origin, destination = validation.label("origin", origin), validation.label("destination", destination)
-        seats = validation.capacities("seats", seats)
-        if departs_at.tzinfo is None:
-            raise InvalidRequest("departs_at needs a time zone")
+        wanted = expect(body, FlightInventory)
+        flight_id, origin, destination = resource_id, wanted.origin, wanted.destination
+        departs_at, seats = wanted.departs_at, wanted.seats
         async with ledger_transaction(self.engine) as conn:
             catalogue = pg_insert(Flight).values(
                 flight_id=flight_id, origin=origin, destination=destination, departs_at=departs_at
@@ -82,10 +87,18 @@ class FlightService(LedgerService):
         await self._publish(changed)
         return answer
 
-    async def alternatives(self, request: ServiceRequest) -> list[Alternative]:
+    async def seed_demo(self, today: date) -> None:
+        """Flights on each demo route every day of the coming week, economy and business."""
+        for number, (origin, destination) in enumerate(DEMO_ROUTES):
+            for day in range(1, DEMO_DAYS + 1):
+                when = datetime.combine(today + timedelta(days=day), DEMO_DEPARTURES[number], tzinfo=UTC)
+                body = FlightInventory(origin=origin, destination=destination, departs_at=when, seats=DEMO_SEATS)
+                await self.upsert(demo_flight_id(number, day), body)
+
+    async def alternatives(self, request: FlightRequest) -> list[Alternative]:
         """Classes of flights on the same route with enough seats, nearest departure first (the same class
         before others at equal distance). Flights already departed are left out."""
-        wanted = self._expect(request, FlightRequest)
+        wanted = request
         async with read_transaction(self.engine) as conn:
             asked = (
                 await conn.execute(
@@ -112,21 +125,18 @@ class FlightService(LedgerService):
                 .limit(MAX_ALTERNATIVES)
             )
             return [
-                Alternative(
-                    service="flight",
-                    description=(
+                self.participant.alternative(
+                    FlightRequest(flight_id=row.flight_id, seat_class=row.seat_class, seats=wanted.seats),
+                    (
                         f"{row.flight_id} {asked.origin}-{asked.destination} departing "
                         f"{row.departs_at.isoformat()}, {row.seat_class}: {row.available} seats"
                     ),
-                    available=row.available,
-                    request=FlightRequest(
-                        flight_id=row.flight_id, seat_class=row.seat_class, seats=wanted.seats
-                    ).model_dump(mode="json"),
+                    row.available,
                 )
                 for row in rows
             ]
 
-    async def _availability(self, conn: AsyncConnection, flight_id: str) -> dict[str, Any]:
+    async def _availability(self, conn: AsyncConnection, flight_id: str) -> FlightAvailability:
         known = await conn.scalar(select(Flight.flight_id).where(Flight.flight_id == flight_id))
         if known is None:
             raise UnknownResource(flight_id)
@@ -135,15 +145,13 @@ class FlightService(LedgerService):
             .where(Inventory.flight_id == flight_id)
             .order_by(Inventory.seat_class)
         )
-        return {
-            "flight_id": flight_id,
-            "seat_classes": {
-                row.seat_class: {
-                    "capacity": row.capacity,
-                    "held": row.held,
-                    "sold": row.sold,
-                    "available": row.capacity - row.held - row.sold,
-                }
+        return FlightAvailability(
+            flight_id=flight_id,
+            seat_classes={
+                row.seat_class: Counters(
+                    capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold
+                )
                 for row in rows
             },
-        }
+        )
+

@@ -1,5 +1,5 @@
-"""The hotel service."""
+"""The hotel participant: rooms per (hotel, room type, night). Declared in participant.py, served by service.py."""
 
-from services.hotel.service import HotelService
+from services.hotel.participant import HotelParticipant
 
-__all__ = ["HotelService"]
+__all__ = ["HotelParticipant"]

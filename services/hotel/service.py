@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, select
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services import validation
-from services.errors import InvalidRequest, UnknownResource
+from services.errors import UnknownResource
 from services.hotel.models import Hold, HoldLine, Hotel, Inventory
+from services.hotel.participant import DEMO_HOTELS, DEMO_NIGHTS, DEMO_ROOMS, HotelParticipant, resource_name
+from services.hotel.schemas import (
+    HotelAvailability,
+    HotelInventory,
+    HotelRequest,
+    RoomTypeAvailability,
+    StayQuery,
+    nights_between,
+)
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
-from services.protocol import ServiceRequest
-from services.types import MAX_NIGHTS, Alternative, HoldResult, HotelRequest, ServiceName
+from services.participant import expect
+from services.types import Alternative, Counters, HoldResult
 
 MAX_ALTERNATIVES = 6
-MAX_UPSERT_NIGHTS = 366
 # Shifted stays are offered up to this many days earlier or later.
 SHIFT_DAYS = 3
 
@@ -31,21 +38,12 @@ ROOM_TYPE_EXISTS = f"""SELECT EXISTS (SELECT 1 FROM {qualified(Inventory.__table
     WHERE hotel_id = $1 AND room_type = $2)"""
 
 
-def resource_name(hotel_id: str, room_type: str, night: date) -> str:
-    return f"{hotel_id}/{room_type}/{night.isoformat()}"
-
-
-def nights_between(first: date, end: date) -> list[date]:
-    """The nights from `first` up to, not including, `end` (a check-out date)."""
-    return [first + timedelta(days=i) for i in range((end - first).days)]
-
-
-class HotelService(LedgerService):
-    name: ServiceName = "hotel"
+class HotelService(LedgerService[HotelRequest]):
+    participant = HotelParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
 
-    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
-        wanted = self._expect(request, HotelRequest)
+    async def hold(self, hold_key: str, request: HotelRequest, expires_at: datetime) -> HoldResult:
+        wanted = request
 
         async def resolve(db: Driver) -> list[LineRef]:
             nights = wanted.nights()
@@ -60,28 +58,29 @@ class HotelService(LedgerService):
 
         return await self.ledger.hold(hold_key, resolve, expires_at)
 
-    async def availability(self, hotel_id: str, check_in: date, check_out: date) -> dict[str, Any]:
-        """`{hotel_id, room_types: {type: {available, nights: {'YYYY-MM-DD': {capacity, held, sold, available}}}}}`.
-
-        `available` is the least over the nights; a night not on sale is missing from `nights` and makes it 0.
-        """
-        if check_out <= check_in or (check_out - check_in).days > MAX_NIGHTS:
-            raise InvalidRequest(f"check_out must be 1 to {MAX_NIGHTS} days after check_in")
+    async def unknown(self, request: HotelRequest) -> str | None:
+        """A hotel without that room type is unknown; a night not on sale is the ledger's to refuse (409)."""
         async with read_transaction(self.engine) as conn:
-            return await self._availability(conn, hotel_id, check_in, check_out)
+            found = await conn.scalar(
+                select(Inventory.id).where(Inventory.hotel_id == request.hotel_id,
+                                           Inventory.room_type == request.room_type).limit(1)
+            )
+        return None if found is not None else f"{request.hotel_id}/{request.room_type}"
 
-    async def upsert_hotel(
-        self, hotel_id: str, city: str, rooms: dict[str, int], nights_from: date, nights_to: date
-    ) -> dict[str, Any]:
+    async def availability(self, resource_id: str, query: BaseModel) -> HotelAvailability:
+        """Per room type: the least available over the stay's nights, and each night's counters. A night not
+        on sale is missing from `nights` and makes `available` 0."""
+        stay = expect(query, StayQuery)
+        async with read_transaction(self.engine) as conn:
+            return await self._availability(conn, resource_id, stay.check_in, stay.check_out)
+
+    async def upsert(self, resource_id: str, body: BaseModel) -> HotelAvailability:
         """Create or change a hotel and its capacity per night for each room type named, for every night from
         `nights_from` to `nights_to`, BOTH INCLUDED. Other room types and nights are left as they are.
         Returns the availability over those nights. InvalidRequest when a capacity is below held + sold."""
-        validation.identifier("hotel_id", hotel_id)
-        city = validation.label("city", city)
-        rooms = validation.capacities("rooms", rooms)
-        if nights_to < nights_from or (nights_to - nights_from).days >= MAX_UPSERT_NIGHTS:
-            raise InvalidRequest(f"nights_to must be 0 to {MAX_UPSERT_NIGHTS - 1} days after nights_from")
-        nights = nights_between(nights_from, nights_to + timedelta(days=1))
+        wanted = expect(body, HotelInventory)
+        hotel_id, city, rooms = resource_id, wanted.city, wanted.rooms
+        nights = nights_between(wanted.nights_from, wanted.nights_to + timedelta(days=1))
         async with ledger_transaction(self.engine) as conn:
             catalogue = pg_insert(Hotel).values(hotel_id=hotel_id, city=city)
             await conn.execute(
@@ -103,10 +102,18 @@ class HotelService(LedgerService):
         await self._publish(changed)
         return answer
 
-    async def alternatives(self, request: ServiceRequest) -> list[Alternative]:
+    async def seed_demo(self, today: date) -> None:
+        """The demo hotels with every demo room type for the next DEMO_NIGHTS nights."""
+        for hotel_id, city in DEMO_HOTELS.items():
+            body = HotelInventory(
+                city=city, rooms=DEMO_ROOMS, nights_from=today, nights_to=today + timedelta(days=DEMO_NIGHTS - 1)
+            )
+            await self.upsert(hotel_id, body)
+
+    async def alternatives(self, request: HotelRequest) -> list[Alternative]:
         """In this order: the hotel's other room types for the same nights, other hotels in the city for the
         same nights, then the same room shifted by up to three days (nearest first, never into the past)."""
-        wanted = self._expect(request, HotelRequest)
+        wanted = request
         stay = (wanted.check_in, wanted.check_out)
         found: list[Alternative] = []
         async with read_transaction(self.engine) as conn:
@@ -138,7 +145,7 @@ class HotelService(LedgerService):
         return found[:MAX_ALTERNATIVES]
 
     async def _stays(
-        self, conn: AsyncConnection, where: Any, stay: tuple[date, date], rooms: int
+        self, conn: AsyncConnection, where: ColumnElement[bool], stay: tuple[date, date], rooms: int
     ) -> list[tuple[str, str, int]]:
         """(hotel, room type, least available) for every room type on sale every night of the stay with at
         least `rooms` available each night."""
@@ -160,17 +167,14 @@ class HotelService(LedgerService):
         request = HotelRequest(
             hotel_id=hotel_id, room_type=room_type, check_in=stay[0], check_out=stay[1], rooms=wanted.rooms
         )
-        return Alternative(
-            service="hotel",
-            description=f"{why}: {hotel_id} {room_type} {stay[0].isoformat()} to {stay[1].isoformat()}, "
-            f"{available} available",
-            available=available,
-            request=request.model_dump(mode="json"),
+        description = (
+            f"{why}: {hotel_id} {room_type} {stay[0].isoformat()} to {stay[1].isoformat()}, {available} available"
         )
+        return self.participant.alternative(request, description, available)
 
     async def _availability(
         self, conn: AsyncConnection, hotel_id: str, check_in: date, check_out: date
-    ) -> dict[str, Any]:
+    ) -> HotelAvailability:
         if await conn.scalar(select(Hotel.hotel_id).where(Hotel.hotel_id == hotel_id)) is None:
             raise UnknownResource(hotel_id)
         nights = nights_between(check_in, check_out)
@@ -179,16 +183,18 @@ class HotelService(LedgerService):
             .where(Inventory.hotel_id == hotel_id, Inventory.night.in_(nights))
             .order_by(Inventory.room_type, Inventory.night)
         )
-        room_types: dict[str, dict[str, Any]] = {}
+        per_type: dict[str, dict[date, Counters]] = {}
         for row in rows:
-            entry = room_types.setdefault(row.room_type, {"available": 0, "nights": {}})
-            entry["nights"][row.night.isoformat()] = {
-                "capacity": row.capacity,
-                "held": row.held,
-                "sold": row.sold,
-                "available": row.capacity - row.held - row.sold,
-            }
-        for entry in room_types.values():
-            on_sale = entry["nights"].values()
-            entry["available"] = min(n["available"] for n in on_sale) if len(on_sale) == len(nights) else 0
-        return {"hotel_id": hotel_id, "room_types": room_types}
+            per_type.setdefault(row.room_type, {})[row.night] = Counters(
+                capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold
+            )
+        return HotelAvailability(
+            hotel_id=hotel_id,
+            room_types={
+                room_type: RoomTypeAvailability(
+                    available=min(n.available for n in on_sale.values()) if len(on_sale) == len(nights) else 0,
+                    nights=on_sale,
+                )
+                for room_type, on_sale in per_type.items()
+            },
+        )

@@ -27,12 +27,19 @@ from typing import Any
 from asyncpg import Record
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.errors import HoldNotActive, InvalidRequest, LedgerError, Unavailable, UnknownResource
+from services.errors import (
+    DatabaseUnavailable,
+    HoldNotActive,
+    InvalidRequest,
+    LedgerError,
+    Unavailable,
+    UnknownResource,
+)
 from services.ledger.statements import LedgerStatements
 from services.ledger.tables import HoldLineRow, HoldRow, InventoryRow
 from services.ledger.transaction import Driver, driver_transaction, pooled_driver
 from services.protocol import AvailabilitySink, RowState
-from services.types import HoldLine, HoldResult, HoldStatus, ServiceName, Shortage, Violation
+from services.types import HoldLine, HoldResult, HoldStatus, Shortage, Violation
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +108,26 @@ async def _undo_on_error(db: Driver, lines: Sequence[LineRef]) -> AsyncIterator[
     await db.execute("RELEASE SAVEPOINT hold_lines")
 
 
+@dataclass(frozen=True)
+class HoldRecord:
+    """One hold as the ledger records it (for audits; operations answer HoldResult)."""
+
+    hold_key: str
+    status: HoldStatus
+    expires_at: datetime | None
+    updated_at: datetime | None = None
+
+
+def _hold_record(row: Record) -> HoldRecord:
+    return HoldRecord(
+        hold_key=row["hold_key"], status=HoldStatus(row["status"]), expires_at=row["expires_at"],
+        updated_at=row["updated_at"],
+    )
+
+
 class Ledger:
     def __init__(
-        self, service: ServiceName, engine: AsyncEngine, tables: LedgerTables, sink: AvailabilitySink | None = None
+        self, service: str, engine: AsyncEngine, tables: LedgerTables, sink: AvailabilitySink | None = None
     ) -> None:
         self.service = service
         self.engine = engine
@@ -191,15 +215,47 @@ class Ledger:
         for hold_key in keys:
             try:
                 expired += await self._expire_one(hold_key, cutoff)
+            except DatabaseUnavailable:  # not this hold's fault: the pass ends, the sweeper reports the outage
+                raise
             except LedgerError as error:
                 log.warning("sweeper skipped %s hold %s: %s", self.service, hold_key, error)
         return expired
+
+    async def available(self, resources: list[str]) -> dict[str, int]:
+        """Units available now per row name; rows that do not exist are left out."""
+        async with pooled_driver(self.engine) as db:
+            return {row["resource"]: row["available"] for row in await db.fetch(self._sql.available, resources)}
 
     async def audit(self) -> list[Violation]:
         """Rows where held != sum of ACTIVE lines, sold != sum of CONFIRMED lines, or the CHECK fails."""
         async with pooled_driver(self.engine) as db:
             rows = await db.fetch(self._sql.audit)
         return [self._violation(row) for row in rows]
+
+    async def holds_page(self, after_key: str, limit: int) -> list[HoldRecord]:
+        """Up to `limit` ACTIVE holds with a key after `after_key`, in key order (the saga audit's reading).
+        Pass the last key of a page as the next `after_key`; "" starts at the beginning."""
+        async with pooled_driver(self.engine) as db:
+            rows = await db.fetch(self._sql.holds_page, after_key, limit)
+        return [_hold_record(row) for row in rows]
+
+    async def hold_record(self, hold_key: str) -> HoldRecord | None:
+        """One hold's recorded status and expiry, or None when the ledger has never seen the key."""
+        async with pooled_driver(self.engine) as db:
+            row = await db.fetchrow(self._sql.recorded, hold_key)
+        if row is None:
+            return None
+        return HoldRecord(hold_key=hold_key, status=HoldStatus(row["status"]), expires_at=row["expires_at"])
+
+    async def hold_view(self, hold_key: str) -> HoldResult | None:
+        """One hold as the ledger records it, its lines included, whatever its status (`booking-saga checkouts
+        show`); None when the ledger has never seen the key."""
+        async with pooled_driver(self.engine) as db:
+            row = await db.fetchrow(self._sql.recorded, hold_key)
+            if row is None:
+                return None
+            lines = await self._recorded_lines(db, hold_key)
+        return self._result(hold_key, HoldStatus(row["status"]), row["expires_at"], lines)
 
     # ---- helpers ----------------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
-"""What every service shares: the ledger calls that need no natural keys, and the operator upsert of one row."""
+"""What every ledger-backed participant shares: the ledger calls that need no natural keys, availability by row
+name, and the operator upsert of one row."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -11,19 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.errors import InvalidRequest
 from services.ledger.ledger import Ledger, LedgerTables
+from services.participant import InventoryService, Participant, RequestT
 from services.protocol import AvailabilitySink, RowState
-from services.types import HoldResult, ServiceName, Violation
-
-RequestT = TypeVar("RequestT")
+from services.types import HoldResult, Violation
 
 
-class LedgerService:
-    """Base of FlightService, HotelService and OrdersService. Subclasses set `name` and `tables`."""
+class LedgerService(InventoryService[RequestT], Generic[RequestT]):
+    """Base of every participant's service on this project's ledger. Subclasses set `name` and `tables` and
+    implement what names their rows (hold, availability, upsert, alternatives, unknown, seed_demo)."""
 
-    name: ServiceName
+    participant: Participant[RequestT]
     tables: LedgerTables
 
     def __init__(self, engine: AsyncEngine, sink: AvailabilitySink | None = None) -> None:
+        self.name = self.participant.name
         self.engine = engine
         self.ledger = Ledger(self.name, engine, self.tables, sink)
 
@@ -42,10 +44,8 @@ class LedgerService:
     async def audit(self) -> list[Violation]:
         return await self.ledger.audit()
 
-    def _expect(self, request: object, kind: type[RequestT]) -> RequestT:
-        if not isinstance(request, kind):
-            raise InvalidRequest(f"the {self.name} service takes a {kind.__name__}, not {type(request).__name__}")
-        return request
+    async def available(self, resources: list[str]) -> dict[str, int]:
+        return await self.ledger.available(resources)
 
     async def _set_capacity(
         self, conn: AsyncConnection, natural_key: dict[str, Any], resource: str, capacity: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Table
+from sqlalchemy import FromClause, Table
 from sqlalchemy.dialects import postgresql
 
 from services.types import HoldStatus
@@ -20,8 +20,10 @@ _PREPARER = postgresql.dialect().identifier_preparer
 ROW_COLUMNS = "resource, capacity, held, sold, version"
 
 
-def qualified(table: Table) -> str:
-    """`schema.table`, quoted where PostgreSQL needs it."""
+def qualified(table: FromClause) -> str:
+    """`schema.table`, quoted where PostgreSQL needs it (takes a mapped class's `__table__`)."""
+    if not isinstance(table, Table):
+        raise TypeError(f"not a table: {table!r}")
     return _PREPARER.format_table(table)
 
 
@@ -53,9 +55,13 @@ class LedgerStatements:
     # duplicates and not-ACTIVE answers
     recorded: str
     recorded_lines: str
+    # reads
+    available: str
     # operators
     overdue: str
     audit: str
+    # the saga-vs-ledger audit (workflows.saga_audit)
+    holds_page: str
 
     @classmethod
     def build(cls, inventory: Table, holds: Table, hold_lines: Table) -> LedgerStatements:
@@ -92,6 +98,8 @@ class LedgerStatements:
             recorded=f"SELECT status, expires_at, reason::text AS reason FROM {h} WHERE hold_key = $1",
             recorded_lines=f"""SELECT i.resource, l.quantity FROM {lines} l JOIN {inv} i ON i.id = l.inventory_id
                 WHERE l.hold_key = $1 ORDER BY l.inventory_id""",
+            available=f"""SELECT resource, capacity - held - sold AS available FROM {inv}
+                WHERE resource = ANY($1::text[])""",
             overdue=f"""SELECT hold_key FROM {h} WHERE status = {ACTIVE} AND expires_at < $1
                 ORDER BY expires_at LIMIT $2""",
             audit=f"""SELECT resource, capacity, held, sold, active, confirmed FROM (
@@ -106,4 +114,9 @@ class LedgerStatements:
                 ) counted
                 WHERE held != active OR sold != confirmed OR held < 0 OR sold < 0 OR held + sold > capacity
                 ORDER BY resource""",
+            # ACTIVE only, with the literal the partial index holds_active_expiry is declared with: a page reads the
+            # ACTIVE holds (bounded by what is on sale), never the finished ones, however many the ledger keeps.
+            holds_page=f"""SELECT hold_key, status, expires_at, updated_at FROM {h}
+                WHERE status = {ACTIVE} AND hold_key > $1
+                ORDER BY hold_key LIMIT $2""",
         )

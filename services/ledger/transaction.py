@@ -1,8 +1,10 @@
 """One ledger transaction: lock_timeout set, driver errors turned into services.errors types.
 
-Every lock wait answers within a second; a lock that is not granted, a deadlock, a serialization failure or a
-lost connection all mean "try again" (Busy). Nothing above services/ sees a driver exception, whether it came
-through SQLAlchemy or straight from an asyncpg connection of the pool (`pooled_driver`).
+Every lock wait answers within a second; a lock that is not granted, a deadlock or a serialization failure
+mean "try again" (Busy); the database being unavailable (down, restarting, out of connections: the one
+classification in services/unavailable.py) is DatabaseUnavailable, a Busy too. Nothing above services/ sees a
+driver exception, whether it came through SQLAlchemy or straight from an asyncpg connection of the pool
+(`pooled_driver`).
 
 Two ways into a transaction, both on the one engine's pool (`pooled_driver` alone: statements that commit on
 their own, e.g. the sweeper's and the audit's reads):
@@ -18,26 +20,31 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeAlias
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from services.errors import Busy, InvalidRequest, LedgerError, StorageError
+from services.unavailable import database_unavailable, is_database_unavailable, sqlstate_of
 
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = "1s"
 SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
 
-# SQLSTATEs that a retry can cure: lock_not_available, deadlock_detected, serialization_failure,
-# query_canceled (statement_timeout), admin/crash shutdown, cannot_connect_now, too_many_connections.
-RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001", "57014", "57P01", "57P02", "57P03", "53300"}
+# SQLSTATEs that a retry can cure, besides the database being unavailable (services/unavailable.py):
+# lock_not_available, deadlock_detected, serialization_failure, query_canceled (statement_timeout).
+RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001", "57014"}
 
 DATABASE_ERRORS = (
     DBAPIError,
+    # SQLAlchemy 2.1's asyncpg dialect raises these from the pool's connect (e.g. 57P03 while PostgreSQL recovers
+    # from a crash): not SQLAlchemyError, so they must be named.
+    EmulatedDBAPIException,
     SQLAlchemyError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -46,14 +53,17 @@ DATABASE_ERRORS = (
     TimeoutError,
 )
 
-Driver = asyncpg.Connection
+# asyncpg ships no type information: the connection is typed where its values enter ours.
+Driver: TypeAlias = Any
 
 
 def translate(error: BaseException) -> LedgerError:
     """The typed error for a driver or connection failure."""
+    if is_database_unavailable(error):
+        return database_unavailable(error)
     # asyncpg errors carry the SQLSTATE themselves; SQLAlchemy wraps the driver's error in `.orig`.
-    sqlstate = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None) or ""
-    if sqlstate in RETRYABLE_SQLSTATES or sqlstate.startswith("08"):
+    sqlstate = sqlstate_of(error)
+    if sqlstate in RETRYABLE_SQLSTATES:
         return Busy(f"database busy ({sqlstate}): try again")
     if sqlstate.startswith(("22", "23")):
         # Data exceptions and integrity violations: the input was out of bounds for the ledger.

@@ -1,5 +1,5 @@
-"""The orders service."""
+"""The orders participant: stock per sku. Declared in participant.py, served by service.py."""
 
-from services.orders.service import OrdersService
+from services.orders.participant import OrdersParticipant
 
-__all__ = ["OrdersService"]
+__all__ = ["OrdersParticipant"]

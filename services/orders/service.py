@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services import validation
 from services.errors import UnknownResource
 from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.orders.models import Hold, HoldLine, Inventory
-from services.protocol import ServiceRequest
-from services.types import Alternative, HoldResult, ItemLine, ItemsRequest, ServiceName
+from services.orders.participant import DEMO_ITEMS, OrdersParticipant
+from services.orders.schemas import ItemAvailability, ItemInventory, ItemLine, ItemsRequest
+from services.participant import NoQuery, expect
+from services.types import Alternative, HoldResult
 
 # The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
 FIND_SKUS = f"SELECT sku, id FROM {qualified(Inventory.__table__)} WHERE sku = ANY($1::text[])"
 
 
-class OrdersService(LedgerService):
-    name: ServiceName = "orders"
+class OrdersService(LedgerService[ItemsRequest]):
+    participant = OrdersParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
 
-    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
-        wanted = self._expect(request, ItemsRequest)
+    async def hold(self, hold_key: str, request: ItemsRequest, expires_at: datetime) -> HoldResult:
+        wanted = request
 
         async def resolve(db: Driver) -> list[LineRef]:
             ids = dict(await db.fetch(FIND_SKUS, [line.sku for line in wanted.items]))
@@ -38,24 +39,31 @@ class OrdersService(LedgerService):
 
         return await self.ledger.hold(hold_key, resolve, expires_at)
 
-    async def availability(self, sku: str) -> dict[str, Any]:
-        """`{sku, capacity, held, sold, available}` (the HTTP contract)."""
-        async with read_transaction(self.engine) as conn:
-            return await self._availability(conn, sku)
+    async def unknown(self, request: ItemsRequest) -> str | None:
+        found = await self.available([line.sku for line in request.items])
+        return next((line.sku for line in request.items if line.sku not in found), None)
 
-    async def upsert_item(self, sku: str, stock: int) -> dict[str, Any]:
+    async def availability(self, resource_id: str, query: BaseModel = NoQuery()) -> ItemAvailability:
+        """Capacity, held, sold and available units of sku `resource_id`."""
+        async with read_transaction(self.engine) as conn:
+            return await self._availability(conn, resource_id)
+
+    async def upsert(self, resource_id: str, body: BaseModel) -> ItemAvailability:
         """Create a sku or change its stock. InvalidRequest when stock is below held + sold."""
-        validation.identifier("sku", sku)
-        validation.capacity("stock", stock)
+        stock = expect(body, ItemInventory).stock
         async with ledger_transaction(self.engine) as conn:
-            changed = await self._set_capacity(conn, {"sku": sku}, sku, stock)
-            answer = await self._availability(conn, sku)
+            changed = await self._set_capacity(conn, {"sku": resource_id}, resource_id, stock)
+            answer = await self._availability(conn, resource_id)
         await self._publish([changed])
         return answer
 
-    async def alternatives(self, request: ServiceRequest) -> list[Alternative]:
+    async def seed_demo(self, today: date) -> None:
+        for sku, stock in DEMO_ITEMS.items():
+            await self.upsert(sku, ItemInventory(stock=stock))
+
+    async def alternatives(self, request: ItemsRequest) -> list[Alternative]:
         """For every requested sku that is short: how many are available (and a request for that many)."""
-        wanted = self._expect(request, ItemsRequest)
+        wanted = request
         skus = [line.sku for line in wanted.items]
         async with read_transaction(self.engine) as conn:
             rows = await conn.execute(
@@ -68,20 +76,15 @@ class OrdersService(LedgerService):
             count = available.get(line.sku, 0)
             if count >= line.quantity:
                 continue
-            request_for_what_is_left = (
-                ItemsRequest(items=[ItemLine(sku=line.sku, quantity=count)]).model_dump(mode="json") if count else {}
-            )
-            answers.append(
-                Alternative(
-                    service="orders",
-                    description=f"{line.sku}: {count} available",
-                    available=count,
-                    request=request_for_what_is_left,
-                )
-            )
+            description = f"{line.sku}: {count} available"
+            if count:
+                what_is_left = ItemsRequest(items=[ItemLine(sku=line.sku, quantity=count)])
+                answers.append(self.participant.alternative(what_is_left, description, count))
+            else:
+                answers.append(Alternative(service=self.name, description=description, available=0))
         return answers
 
-    async def _availability(self, conn: AsyncConnection, sku: str) -> dict[str, Any]:
+    async def _availability(self, conn: AsyncConnection, sku: str) -> ItemAvailability:
         row = (
             await conn.execute(
                 select(Inventory.capacity, Inventory.held, Inventory.sold).where(Inventory.sku == sku)
@@ -89,10 +92,6 @@ class OrdersService(LedgerService):
         ).first()
         if row is None:
             raise UnknownResource(sku)
-        return {
-            "sku": sku,
-            "capacity": row.capacity,
-            "held": row.held,
-            "sold": row.sold,
-            "available": row.capacity - row.held - row.sold,
-        }
+        return ItemAvailability(
+            sku=sku, capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold
+        )

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from booking_saga.settings import Settings
 from booking_saga.worker import build_workers
 from services.cache import AvailabilityCache
+from services.customer_limits import CustomerLimits, claim_lifetime
 from services.db import create_engine
 from services.registry import build_services
 from tests.api.app_runner import OPERATOR_TOKEN
@@ -39,8 +40,11 @@ async def saga_workers(env: WorkflowEnvironment, settings: Settings) -> AsyncIte
     cache = AvailabilityCache.from_settings(settings) if settings.redis_url else None
     try:
         services = build_services(engine, sink=cache)
+        # As run_worker builds them: the sagas remove their customers' claims when they settle.
+        limits = CustomerLimits(engine, settings.customer_active_checkouts_max, settings.customer_units_max,
+                                claim_lifetime(settings.hold_lifetime_max_seconds, settings.sweeper_grace_seconds))
         async with contextlib.AsyncExitStack() as stack:
-            for worker in build_workers(env.client, settings, "all", services):
+            for worker in build_workers(env.client, settings, "all", services, limits):
                 await stack.enter_async_context(worker)
             yield
     finally:

@@ -88,19 +88,24 @@ async def test_bad_stays_and_capacities_are_422(client: httpx.AsyncClient) -> No
 
 
 async def test_checkout_naming_unknown_resources_is_422_before_any_saga(client: httpx.AsyncClient) -> None:
-    flight_id = unique("F")
+    flight_id, hotel_id = unique("F"), unique("H")
     await put_flight(client, flight_id, {"economy": 10})
+    hotel = {"city": "Paris", "rooms": {"deluxe": 3}, "nights_from": NIGHT.isoformat(),
+             "nights_to": (NIGHT + timedelta(days=1)).isoformat()}
+    assert (await client.put(f"/v1/inventory/hotels/{hotel_id}", json=hotel, headers=OPERATOR)).status_code == 200
+    stay = {"check_in": NIGHT.isoformat(), "check_out": (NIGHT + timedelta(days=1)).isoformat(), "rooms": 1}
     cases = [
         ({"flight": {"flight_id": unique("F"), "seat_class": "economy", "seats": 1}}, "unknown flight"),
-        ({"flight": {"flight_id": flight_id, "seat_class": "first", "seats": 1}}, "has no seat class first"),
-        ({"hotel": {"hotel_id": unique("H"), "room_type": "d", "check_in": NIGHT.isoformat(),
-                    "check_out": (NIGHT + timedelta(days=1)).isoformat(), "rooms": 1}}, "unknown hotel"),
+        ({"flight": {"flight_id": flight_id, "seat_class": "first", "seats": 1}}, f"unknown flight {flight_id}/first"),
+        ({"hotel": {"hotel_id": unique("H"), "room_type": "d", **stay}}, "unknown hotel"),
+        # A room type the hotel does not have is as unknown as the hotel.
+        ({"hotel": {"hotel_id": hotel_id, "room_type": "suite", **stay}}, f"unknown hotel {hotel_id}/suite"),
         ({"items": [{"sku": unique("SKU"), "quantity": 1}]}, "unknown sku"),
     ]
     for part, words in cases:
         response = await client.post("/v1/checkouts", json={"customer_id": "c1", **part},
                                      headers={"Idempotency-Key": unique("k")})
-        assert_problem(response, 422, words)
+        assert assert_problem(response, 422, words)["type"].endswith("unknown-resource")
     # Temporal is unreachable here: a known flight reaches the saga call and gets 503, the unknown ones did not.
     known = {"customer_id": "c1", "flight": {"flight_id": flight_id, "seat_class": "economy", "seats": 1}}
     response = await client.post("/v1/checkouts", json=known, headers={"Idempotency-Key": unique("k")})

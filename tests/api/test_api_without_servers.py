@@ -11,6 +11,7 @@ import pytest
 from api.routes import checkouts
 from booking_saga.embedded import free_port
 from booking_saga.settings import Settings
+from services.registry import PARTICIPANTS
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from workflows.models import CheckoutStatus, CheckoutView
 
@@ -59,7 +60,7 @@ async def test_malformed_idempotency_key_is_400(client: httpx.AsyncClient, key: 
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({"customer_id": "c1"}, "at least one of flight, hotel or items"),
+        ({"customer_id": "c1"}, "at least one of " + ", ".join(p.field for p in PARTICIPANTS)),
         ({"customer_id": "c1", "items": []}, "items"),
         ({"customer_id": "c1", "flight": {"flight_id": "F", "seat_class": "y", "seats": 0}}, "flight.seats"),
         ({"customer_id": "c1", "flight": {"flight_id": "F", "seat_class": "y", "seats": -2}}, "flight.seats"),

@@ -25,6 +25,7 @@ from api.idempotency import checkout_id
 from booking_saga.embedded import free_port, start_redis
 from booking_saga.settings import Settings
 from services.cache import DEFAULT_PREFIX
+from services.registry import NAMES
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.conftest import unique
 from tests.api.live_stack import live_settings, saga_workers
@@ -227,7 +228,7 @@ async def test_redis_killed_mid_run_keeps_exact_counts_and_comes_back(
 ) -> None:
     redis = start_redis(tmp_path, free_port(), persist=False)
     # Task queues of its own: the module's workers (on the shared Redis) must not serve this run.
-    queues = {f"task_queue_{name}": unique(name) for name in ("checkout", "flight", "hotel", "orders")}
+    queues = {"task_queue_checkout": unique("checkout"), "task_queues": {name: unique(name) for name in NAMES}}
     settings = live_settings(dev_server_env, api_database, redis.url, redis_budget_ms=HEALTHY_BUDGET_MS, **queues)
     try:
         async with live_stack(dev_server_env, settings) as stack:

@@ -11,7 +11,6 @@ import pytest
 from booking_saga.embedded import EmbeddedRedis, free_port, start_redis
 from services.cache import AvailabilityCache
 from services.protocol import RowState
-from services.types import ServiceName
 
 # Generous, so that a loaded 2-core machine never turns a healthy call into a timeout; the slow-Redis test
 # sets its own small budget.
@@ -19,7 +18,7 @@ HEALTHY_BUDGET_MS = 5000
 
 
 def change(
-    resource: str, *, version: int, capacity: int = 10, held: int = 0, sold: int = 0, service: ServiceName = "flight"
+    resource: str, *, version: int, capacity: int = 10, held: int = 0, sold: int = 0, service: str = "flight"
 ) -> RowState:
     """A ledger row as a committed change left it, the way the ledger hands it to publish()."""
     return RowState(service=service, resource=resource, capacity=capacity, held=held, sold=sold, version=version)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from booking_saga.settings import Settings
 from services.cache import AvailabilityCache
-from services.types import RowAvailability, ServiceName
+from services.types import RowAvailability
 from tests.cache.conftest import HEALTHY_BUDGET_MS, change
 
 
@@ -52,7 +52,7 @@ async def test_resource_names_of_every_service_round_trip(cache: AvailabilityCac
 async def test_any_row_change_is_accepted(cache: AvailabilityCache) -> None:
     @dataclass(frozen=True)
     class Change:
-        service: ServiceName
+        service: str
         resource: str
         availability: RowAvailability
 

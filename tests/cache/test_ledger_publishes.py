@@ -9,9 +9,9 @@ import pytest
 from services.cache import AvailabilityCache
 from services.db import create_engine
 from services.errors import Unavailable
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
 from services.registry import build_services
-from services.types import ItemLine, ItemsRequest
 from tests.ledger.helpers import unique
 
 
@@ -22,7 +22,7 @@ async def test_every_change_reaches_the_cache(migrated_database_url: str, cache:
     sku = unique("SKU")
     expires_at = datetime.now(UTC) + timedelta(minutes=10)
     try:
-        await orders.upsert_item(sku, 2)
+        await orders.upsert(sku, ItemInventory(stock=2))
         assert await cache.available("orders", [sku]) == {sku: 2}
 
         key = unique("wf") + ":orders"

@@ -11,9 +11,7 @@ from services.db import create_engine
 from services.flight.service import FlightService
 from services.hotel.service import HotelService
 from services.orders.service import OrdersService
-from services.protocol import InventoryService
-from services.registry import build_services
-from services.types import ServiceName
+from services.registry import AnyService, build_services
 
 
 @pytest.fixture(scope="session")
@@ -24,26 +22,26 @@ async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def services(engine: AsyncEngine) -> dict[ServiceName, InventoryService]:
+def services(engine: AsyncEngine) -> dict[str, AnyService]:
     return build_services(engine)
 
 
 @pytest.fixture
-def flight(services: dict[ServiceName, InventoryService]) -> FlightService:
+def flight(services: dict[str, AnyService]) -> FlightService:
     service = services["flight"]
     assert isinstance(service, FlightService)
     return service
 
 
 @pytest.fixture
-def hotel(services: dict[ServiceName, InventoryService]) -> HotelService:
+def hotel(services: dict[str, AnyService]) -> HotelService:
     service = services["hotel"]
     assert isinstance(service, HotelService)
     return service
 
 
 @pytest.fixture
-def orders(services: dict[ServiceName, InventoryService]) -> OrdersService:
+def orders(services: dict[str, AnyService]) -> OrdersService:
     service = services["orders"]
     assert isinstance(service, OrdersService)
     return service

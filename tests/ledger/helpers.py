@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from services.protocol import InventoryService
+from services.registry import AnyService
 
 
-async def assert_ledger_clean(services: Mapping[str, InventoryService]) -> None:
+async def assert_ledger_clean(services: Mapping[str, AnyService]) -> None:
     """Fail with every violation when any service's invariant is broken: held = sum of ACTIVE lines,
     sold = sum of CONFIRMED lines, 0 <= held + sold <= capacity. Pass the dict from build_services."""
     violations = [v for service in services.values() for v in await service.audit()]

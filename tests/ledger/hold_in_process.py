@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from services.db import create_engine
 from services.errors import Busy, LedgerError
+from services.orders.schemas import ItemLine, ItemsRequest
 from services.orders.service import OrdersService
-from services.types import ItemLine, ItemsRequest
 
 
 async def main(url: str, sku: str, quantity: int, hold_key: str) -> None:

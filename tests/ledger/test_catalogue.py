@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import importlib
+from datetime import UTC, date, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase
 
-from services.flight.models import Base as FlightBase
+from services.customer_limits import Base as CustomerLimitsBase
+from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
-from services.hotel.models import Base as HotelBase
+from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
 from services.hotel.service import HotelService
 from services.migrate import SCHEMAS
-from services.orders.models import Base as OrdersBase
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
+from services.registry import PARTICIPANTS
 from services.seed import seed_demo
 from services.started_checkouts import Base as StartedCheckoutsBase
-from services.types import FlightRequest, HotelRequest, ItemLine, ItemsRequest
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
 
@@ -27,10 +30,14 @@ async def test_flight_alternatives_nearest_departure_on_route(flight: FlightServ
     origin, destination = unique("O"), unique("D")
     base = datetime.now(UTC) + timedelta(days=3)
     full, near, far, elsewhere = (unique("FL") for _ in range(4))
-    await flight.upsert_flight(full, origin, destination, base, {"economy": 1, "business": 0})
-    await flight.upsert_flight(near, origin, destination, base + timedelta(hours=2), {"economy": 5})
-    await flight.upsert_flight(far, origin, destination, base + timedelta(days=2), {"economy": 5})
-    await flight.upsert_flight(elsewhere, destination, origin, base, {"economy": 5})
+
+    def route(start: str, end: str, departs_at: datetime, seats: dict[str, int]) -> FlightInventory:
+        return FlightInventory(origin=start, destination=end, departs_at=departs_at, seats=seats)
+
+    await flight.upsert(full, route(origin, destination, base, {"economy": 1, "business": 0}))
+    await flight.upsert(near, route(origin, destination, base + timedelta(hours=2), {"economy": 5}))
+    await flight.upsert(far, route(origin, destination, base + timedelta(days=2), {"economy": 5}))
+    await flight.upsert(elsewhere, route(destination, origin, base, {"economy": 5}))
     offers = await flight.alternatives(FlightRequest(flight_id=full, seat_class="economy", seats=2))
     assert [o.request["flight_id"] for o in offers] == [near, far]
     assert offers[0].available == 5
@@ -40,11 +47,13 @@ async def test_hotel_alternatives_room_types_city_then_shifted(hotel: HotelServi
     city = unique("City")
     first = datetime.now(UTC).date() + timedelta(days=20)
     main, other = unique("H"), unique("H")
-    await hotel.upsert_hotel(
-        main, city, {"standard": 0, "suite": 3}, first - timedelta(days=5), first + timedelta(days=10)
-    )
-    await hotel.upsert_hotel(main, city, {"standard": 2}, first + timedelta(days=3), first + timedelta(days=10))
-    await hotel.upsert_hotel(other, city, {"double": 1}, first, first + timedelta(days=5))
+
+    def rooms(capacity: dict[str, int], nights_from: date, nights_to: date) -> HotelInventory:
+        return HotelInventory(city=city, rooms=capacity, nights_from=nights_from, nights_to=nights_to)
+
+    await hotel.upsert(main, rooms({"standard": 0, "suite": 3}, first - timedelta(days=5), first + timedelta(days=10)))
+    await hotel.upsert(main, rooms({"standard": 2}, first + timedelta(days=3), first + timedelta(days=10)))
+    await hotel.upsert(other, rooms({"double": 1}, first, first + timedelta(days=5)))
     wanted = HotelRequest(hotel_id=main, room_type="standard", check_in=first, check_out=first + timedelta(days=2),
                           rooms=1)
     offers = await hotel.alternatives(wanted)
@@ -53,15 +62,15 @@ async def test_hotel_alternatives_room_types_city_then_shifted(hotel: HotelServi
         (other, "double", first.isoformat()),
         (main, "standard", (first + timedelta(days=3)).isoformat()),
     ]
-    stay = await hotel.availability(main, first, first + timedelta(days=2))
-    assert stay["room_types"]["standard"]["available"] == 0
-    assert stay["room_types"]["suite"]["available"] == 3
+    stay = await hotel.availability(main, StayQuery(check_in=first, check_out=first + timedelta(days=2)))
+    assert stay.room_types["standard"].available == 0
+    assert stay.room_types["suite"].available == 3
 
 
 async def test_orders_alternatives_say_what_is_left(orders: OrdersService, services) -> None:
     plenty, scarce = unique("SKU"), unique("SKU")
-    await orders.upsert_item(plenty, 10)
-    await orders.upsert_item(scarce, 1)
+    await orders.upsert(plenty, ItemInventory(stock=10))
+    await orders.upsert(scarce, ItemInventory(stock=1))
     offers = await orders.alternatives(
         ItemsRequest(items=[ItemLine(sku=plenty, quantity=2), ItemLine(sku=scarce, quantity=3)])
     )
@@ -74,17 +83,22 @@ async def test_seed_demo_is_idempotent(services) -> None:
     await seed_demo(services, today)
     await seed_demo(services, today)
     flight, hotel, orders = services["flight"], services["hotel"], services["orders"]
-    assert (await flight.availability("BA101"))["seat_classes"]["economy"]["capacity"] == 150
-    london = await hotel.availability("H-LON-1", today, today + timedelta(days=2))
-    assert set(london["room_types"]) == {"standard", "deluxe", "suite"}
-    assert (await orders.availability("SKU-MUG"))["available"] <= 50
+    assert (await flight.availability("BA101")).seat_classes["economy"].capacity == 150
+    london = await hotel.availability("H-LON-1", StayQuery(check_in=today, check_out=today + timedelta(days=2)))
+    assert set(london.room_types) == {"standard", "deluxe", "suite"}
+    assert (await orders.availability("SKU-MUG")).available <= 50
     assert await flight.hold(unique("wf"), FlightRequest(flight_id="BA101", seat_class="business", seats=1), later())
     await assert_ledger_clean(services)
 
 
 def _differences(connection: Connection) -> list[object]:
     models = MetaData()
-    for base in (FlightBase, HotelBase, OrdersBase, StartedCheckoutsBase):
+    # Every registered participant's ledger tables (services/<name>/models.py), and the API's own ones.
+    bases: list[type[DeclarativeBase]] = [
+        importlib.import_module(f"services.{p.name}.models").Base for p in PARTICIPANTS
+    ]
+    bases += [StartedCheckoutsBase, CustomerLimitsBase]
+    for base in bases:
         for table in base.metadata.tables.values():
             table.to_metadata(models)
     context = MigrationContext.configure(

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.orders.participant import DEMO_ITEMS
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
-from services.protocol import InventoryService
-from services.seed import ITEMS
-from services.types import ItemLine, ItemsRequest, ServiceName
+from services.registry import AnyService
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
 
@@ -39,7 +39,7 @@ def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 async def test_migrate_seed_and_audit_exit_zero(
-    migrated_database_url: str, orders: OrdersService, services: dict[ServiceName, InventoryService]
+    migrated_database_url: str, orders: OrdersService, services: dict[str, AnyService]
 ) -> None:
     migrated = await cli(migrated_database_url, "migrate")
     assert migrated.returncode == 0, migrated.stderr
@@ -47,8 +47,8 @@ async def test_migrate_seed_and_audit_exit_zero(
     for _ in range(2):
         seeded = await cli(migrated_database_url, "seed")
         assert seeded.returncode == 0, seeded.stderr
-    for sku, stock in ITEMS.items():
-        assert (await orders.availability(sku))["capacity"] == stock
+    for sku, stock in DEMO_ITEMS.items():
+        assert (await orders.availability(sku)).capacity == stock
     audited = await cli(migrated_database_url, "audit")
     assert audited.returncode == 0, audited.stdout + audited.stderr
     assert report(audited) == {"ok": True, "violations": []}
@@ -57,10 +57,10 @@ async def test_migrate_seed_and_audit_exit_zero(
 
 async def test_audit_names_a_corrupted_row_and_exits_one(
     migrated_database_url: str, engine: AsyncEngine, orders: OrdersService,
-    services: dict[ServiceName, InventoryService],
+    services: dict[str, AnyService],
 ) -> None:
     sku = unique("SKU-audit")
-    await orders.upsert_item(sku, 5)
+    await orders.upsert(sku, ItemInventory(stock=5))
     # A real ACTIVE hold on the row: the audit must tell the one counter too many from the held units it backs.
     hold_key = unique("wf") + ":orders"
     await orders.hold(hold_key, ItemsRequest(items=[ItemLine(sku=sku, quantity=2)]), later())

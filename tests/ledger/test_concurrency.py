@@ -13,9 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import Busy, Unavailable
+from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
-from services.types import FlightRequest, HoldResult, HoldStatus, ItemLine, ItemsRequest
+from services.types import HoldResult, HoldStatus
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,22 +43,27 @@ async def outcomes(calls: list[Callable[[], Awaitable[HoldResult]]]) -> tuple[in
 
 async def test_fifteen_holds_of_two_on_stock_ten(orders: OrdersService, services) -> None:
     sku = unique("SKU")
-    await orders.upsert_item(sku, 10)
+    await orders.upsert(sku, ItemInventory(stock=10))
     request = ItemsRequest(items=[ItemLine(sku=sku, quantity=2)])
     calls = [lambda k=unique("wf"): orders.hold(k, request, later()) for _ in range(15)]
     assert await outcomes(calls) == (5, 10)
-    assert await orders.availability(sku) == {"sku": sku, "capacity": 10, "held": 10, "sold": 0, "available": 0}
+    assert (await orders.availability(sku)).model_dump() == (
+        {"sku": sku, "capacity": 10, "held": 10, "sold": 0, "available": 0}
+    )
     await assert_ledger_clean(services)
 
 
 async def test_fifty_one_seat_holds_on_ten_seats(flight: FlightService, services) -> None:
     flight_id = unique("FL")
-    await flight.upsert_flight(flight_id, "CDG", "BCN", later(86400), {"economy": 10, "business": 2})
+    await flight.upsert(
+        flight_id,
+        FlightInventory(origin="CDG", destination="BCN", departs_at=later(86400), seats={"economy": 10, "business": 2}),
+    )
     request = FlightRequest(flight_id=flight_id, seat_class="economy", seats=1)
     calls = [lambda k=unique("wf"): flight.hold(k, request, later()) for _ in range(50)]
     assert await outcomes(calls) == (10, 40)
-    economy = (await flight.availability(flight_id))["seat_classes"]["economy"]
-    assert (economy["held"], economy["available"]) == (10, 0)
+    economy = (await flight.availability(flight_id)).seat_classes["economy"]
+    assert (economy.held, economy.available) == (10, 0)
     await assert_ledger_clean(services)
 
 
@@ -65,7 +72,7 @@ async def test_same_key_from_two_processes_holds_once(
     orders: OrdersService, migrated_database_url: str, services
 ) -> None:
     sku = unique("SKU")
-    await orders.upsert_item(sku, 10)
+    await orders.upsert(sku, ItemInventory(stock=10))
     key = unique("wf") + ":orders"
     argv = [sys.executable, "-m", "tests.ledger.hold_in_process", migrated_database_url, sku, "3", key]
     processes = [
@@ -92,14 +99,14 @@ async def test_same_key_from_two_processes_holds_once(
     assert [a["ok"] for a in answers] == [True, True], answers
     assert answers[0]["result"] == answers[1]["result"]
     assert answers[0]["result"]["status"] == HoldStatus.ACTIVE
-    assert (await orders.availability(sku))["held"] == 3
+    assert (await orders.availability(sku)).held == 3
     await assert_ledger_clean(services)
 
 
 async def test_opposite_order_multi_sku_holds_never_deadlock(orders: OrdersService, services) -> None:
     first, second = unique("SKU-A"), unique("SKU-B")
-    await orders.upsert_item(first, 1000)
-    await orders.upsert_item(second, 1000)
+    await orders.upsert(first, ItemInventory(stock=1000))
+    await orders.upsert(second, ItemInventory(stock=1000))
     forward = ItemsRequest(items=[ItemLine(sku=first, quantity=1), ItemLine(sku=second, quantity=2)])
     backward = ItemsRequest(items=[ItemLine(sku=second, quantity=1), ItemLine(sku=first, quantity=2)])
     in_flight = asyncio.Semaphore(6)  # bounded: this machine is shared
@@ -114,13 +121,13 @@ async def test_opposite_order_multi_sku_holds_never_deadlock(orders: OrdersServi
     # No retry here: any Busy (a deadlock would surface as one) fails the test.
     await asyncio.gather(*(hold_then_release(n) for n in range(60)))
     kept = sum(1 for n in range(60) if n % 3)
-    assert (await orders.availability(first))["held"] + (await orders.availability(second))["held"] == kept * 3
+    assert (await orders.availability(first)).held + (await orders.availability(second)).held == kept * 3
     await assert_ledger_clean(services)
 
 
 async def test_locked_row_answers_busy_then_succeeds(orders: OrdersService, engine: AsyncEngine, services) -> None:
     sku = unique("SKU")
-    await orders.upsert_item(sku, 5)
+    await orders.upsert(sku, ItemInventory(stock=5))
     key = unique("wf") + ":orders"
     request = ItemsRequest(items=[ItemLine(sku=sku, quantity=1)])
     async with engine.connect() as blocker:
@@ -130,5 +137,5 @@ async def test_locked_row_answers_busy_then_succeeds(orders: OrdersService, engi
         await blocker.rollback()
     # The refused attempt left nothing behind: the same key now holds, once.
     assert (await orders.hold(key, request, later())).status is HoldStatus.ACTIVE
-    assert (await orders.availability(sku))["held"] == 1
+    assert (await orders.availability(sku)).held == 1
     await assert_ledger_clean(services)

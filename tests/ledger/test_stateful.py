@@ -16,8 +16,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from services.db import create_engine
 from services.errors import HoldNotActive, Unavailable
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
-from services.types import HoldStatus, ItemLine, ItemsRequest
+from services.types import HoldStatus
 
 STOCK = 4
 KEYS = [f"k{i}" for i in range(5)]
@@ -48,7 +49,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.skus = [f"A-{run}", f"B-{run}"]
         self.prefix = f"wf-{run}"
         for sku in self.skus:
-            self.run(self.orders.upsert_item(sku, STOCK))
+            self.run(self.orders.upsert(sku, ItemInventory(stock=STOCK)))
         self.model: dict[str, ModelHold] = {}
 
     def run(self, coroutine):  # type: ignore[no-untyped-def]
@@ -163,7 +164,7 @@ class LedgerMachine(RuleBasedStateMachine):
         held, sold = self.counters(HoldStatus.ACTIVE), self.counters(HoldStatus.CONFIRMED)
         for sku in self.skus:
             row = self.run(self.orders.availability(sku))
-            assert (row["held"], row["sold"]) == (held[sku], sold[sku]), (sku, row)
+            assert (row.held, row.sold) == (held[sku], sold[sku]), (sku, row)
         assert self.run(self.orders.audit()) == []
 
 

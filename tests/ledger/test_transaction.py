@@ -13,6 +13,7 @@ from sqlalchemy.pool import QueuePool
 from services.db import create_engine
 from services.errors import Busy, InvalidRequest
 from services.ledger.transaction import Driver, driver_transaction
+from services.orders.schemas import ItemInventory
 from services.orders.service import OrdersService
 from tests.ledger.helpers import unique
 
@@ -22,22 +23,22 @@ HOLD_ONE = "UPDATE orders.inventory SET held = held + 1, version = version + 1 W
 
 async def test_an_exception_inside_rolls_back_and_keeps_its_type(orders: OrdersService, engine: AsyncEngine) -> None:
     sku = unique("SKU")
-    await orders.upsert_item(sku, 5)
+    await orders.upsert(sku, ItemInventory(stock=5))
     with pytest.raises(RuntimeError, match="not a database error"):
         async with driver_transaction(engine) as db:
             await db.execute(HOLD_ONE, sku)
             raise RuntimeError("not a database error")
-    assert (await orders.availability(sku))["held"] == 0
+    assert (await orders.availability(sku)).held == 0
 
 
 async def test_a_driver_error_rolls_back_as_a_ledger_error(orders: OrdersService, engine: AsyncEngine) -> None:
     sku = unique("SKU")
-    await orders.upsert_item(sku, 5)
+    await orders.upsert(sku, ItemInventory(stock=5))
     with pytest.raises(InvalidRequest):
         async with driver_transaction(engine) as db:
             await db.execute(HOLD_ONE, sku)
             await db.execute("SELECT 1 / 0")
-    assert (await orders.availability(sku))["held"] == 0
+    assert (await orders.availability(sku)).held == 0
 
 
 async def test_lost_connections_answer_busy_once_then_the_pool_reconnects(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.errors import Busy, InvalidRequest, LedgerError, StorageError
+from services.errors import Busy, DatabaseUnavailable, InvalidRequest, LedgerError, StorageError
 from services.ledger.transaction import translate
 
 
@@ -15,10 +15,10 @@ from services.ledger.transaction import translate
         (asyncpg.exceptions.LockNotAvailableError("lock timeout"), Busy),
         (asyncpg.exceptions.DeadlockDetectedError("deadlock"), Busy),
         (asyncpg.exceptions.SerializationError("serialization"), Busy),
-        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), Busy),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), DatabaseUnavailable),
         (asyncpg.exceptions.CheckViolationError("check"), InvalidRequest),
         (asyncpg.exceptions.UniqueViolationError("unique"), InvalidRequest),
-        (asyncpg.InterfaceError("connection is closed"), Busy),
+        (asyncpg.InterfaceError("connection is closed"), DatabaseUnavailable),
         (asyncpg.exceptions.UndefinedTableError("no table"), StorageError),
     ],
 )

@@ -23,8 +23,7 @@ from booking_saga.temporal import test_server_path
 from booking_saga.worker import build_workers
 from services.db import create_engine
 from services.migrate import reset
-from services.registry import build_services
-from services.types import ServiceName
+from services.registry import NAMES, build_services
 from tests.workflow.helpers import FaultyService, register_search_attributes
 
 
@@ -58,7 +57,7 @@ async def saga_engine(saga_database: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def saga_services(saga_engine: AsyncEngine) -> dict[ServiceName, FaultyService]:
+def saga_services(saga_engine: AsyncEngine) -> dict[str, FaultyService]:
     return {name: FaultyService(service) for name, service in build_services(saga_engine).items()}
 
 
@@ -66,8 +65,7 @@ def saga_services(saga_engine: AsyncEngine) -> dict[ServiceName, FaultyService]:
 def saga_settings() -> Settings:
     suffix = uuid.uuid4().hex[:6]
     return Settings(
-        task_queue_checkout=f"checkout-{suffix}", task_queue_flight=f"flight-{suffix}",
-        task_queue_hotel=f"hotel-{suffix}", task_queue_orders=f"orders-{suffix}",
+        task_queue_checkout=f"checkout-{suffix}", task_queues={name: f"{name}-{suffix}" for name in NAMES},
         workflow_sandbox=True,  # the sandbox catches a non-deterministic call in the workflow code
     )
 
@@ -80,7 +78,7 @@ async def saga_client(time_skipping_env: WorkflowEnvironment) -> Client:
 
 @pytest.fixture(scope="session")
 async def saga_workers(
-    saga_client: Client, saga_settings: Settings, saga_services: dict[ServiceName, FaultyService]
+    saga_client: Client, saga_settings: Settings, saga_services: dict[str, FaultyService]
 ) -> AsyncIterator[None]:
     workers = build_workers(saga_client, saga_settings, "all", saga_services)  # type: ignore[arg-type]
     runs = [asyncio.create_task(worker.run()) for worker in workers]
@@ -91,7 +89,7 @@ async def saga_workers(
 
 @pytest.fixture
 async def isolated_client(
-    saga_settings: Settings, saga_services: dict[ServiceName, FaultyService]
+    saga_settings: Settings, saga_services: dict[str, FaultyService]
 ) -> AsyncIterator[Client]:
     """A test server and workers of its own, for tests that leave an activity running after its workflow
     closed: the time-skipping server stops moving its clock after that, which would stall later tests."""
@@ -110,7 +108,7 @@ async def isolated_client(
 
 
 @pytest.fixture(autouse=True)
-def clear_faults(saga_services: dict[ServiceName, FaultyService]) -> Iterator[None]:
+def clear_faults(saga_services: dict[str, FaultyService]) -> Iterator[None]:
     yield
     for service in saga_services.values():
         service.clear()

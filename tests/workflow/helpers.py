@@ -15,8 +15,11 @@ from temporalio.client import Client, WorkflowHandle
 
 from booking_saga.settings import Settings
 from services.errors import Busy
-from services.protocol import InventoryService, ServiceRequest
-from services.types import SERVICES, FlightRequest, HoldResult, HotelRequest, ItemLine, ItemsRequest
+from services.flight.schemas import FlightInventory, FlightRequest
+from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
+from services.registry import NAMES, AnyService, local_names
+from services.types import Frozen, HoldResult
 from workflows import search_attributes
 from workflows.checkout_saga import CheckoutSaga
 from workflows.models import SUBMIT, CheckoutInput, CheckoutRequest, CheckoutView
@@ -48,7 +51,7 @@ class FaultyService:
     `clear()` (after every test) sets `unblock`: nothing stays hung into the next test.
     """
 
-    real: InventoryService
+    real: AnyService
     fail_times: dict[str, int] = field(default_factory=dict)
     hang_after_hold: bool = False
     hang_before_hold: bool = False
@@ -74,7 +77,7 @@ class FaultyService:
             self.fail_times[op] -= 1
             raise Busy(f"injected fault in {self.name}.{op}")
 
-    async def hold(self, hold_key: str, request: ServiceRequest, expires_at: datetime) -> HoldResult:
+    async def hold(self, hold_key: str, request: Frozen, expires_at: datetime) -> HoldResult:
         self._enter("hold")
         if self.hang_before_hold:
             await self.unblock.wait()
@@ -102,7 +105,7 @@ class FaultyService:
         self._enter("extend")
         return await self.real.extend(hold_key, expires_at)
 
-    def __getattr__(self, attr: str) -> Any:  # alternatives, audit, availability, upsert_*, expire_overdue
+    def __getattr__(self, attr: str) -> Any:  # alternatives, audit, availability, upsert, expire_overdue
         return getattr(self.real, attr)
 
 
@@ -114,54 +117,62 @@ def unique(prefix: str) -> str:
 class Inventory:
     """Fresh rows for one test: a flight with `seats`, a hotel with `rooms` per night, an item with `stock`."""
 
+    PARTS = ("flight", "hotel", "orders")
+
     flight_id: str
     hotel_id: str
     sku: str
     check_in: date
 
     def request(self, *, seats: int = 1, rooms: int = 1, quantity: int = 1, customer: str = "cust-1",
-                parts: tuple[str, ...] = SERVICES) -> CheckoutRequest:
-        return CheckoutRequest(
-            customer_id=customer,
-            flight=FlightRequest(flight_id=self.flight_id, seat_class="economy", seats=seats)
+                parts: tuple[str, ...] = PARTS) -> CheckoutRequest:
+        # CheckoutRequest's part fields come from the registry at run time: validate a mapping (mypy sees only
+        # the base model).
+        return CheckoutRequest.model_validate({
+            "customer_id": customer,
+            "flight": FlightRequest(flight_id=self.flight_id, seat_class="economy", seats=seats)
             if "flight" in parts else None,
-            hotel=HotelRequest(hotel_id=self.hotel_id, room_type="deluxe", check_in=self.check_in,
-                               check_out=self.check_in + timedelta(days=2), rooms=rooms)
+            "hotel": HotelRequest(hotel_id=self.hotel_id, room_type="deluxe", check_in=self.check_in,
+                                  check_out=self.check_in + timedelta(days=2), rooms=rooms)
             if "hotel" in parts else None,
-            items=ItemsRequest(items=[ItemLine(sku=self.sku, quantity=quantity)]) if "orders" in parts else None,
-        )
+            "items": ItemsRequest(items=[ItemLine(sku=self.sku, quantity=quantity)]) if "orders" in parts else None,
+        })
 
 
 async def seed(services: Mapping[str, Any], *, seats: int = 5, rooms: int = 3, stock: int = 10) -> Inventory:
     check_in = date(2031, 6, 1)
     inventory = Inventory(unique("FL"), unique("HT"), unique("SKU"), check_in)
-    await services["flight"].upsert_flight(
-        inventory.flight_id, "LHR", "JFK", datetime(2031, 6, 1, 9, tzinfo=UTC), {"economy": seats, "business": 10}
-    )
-    await services["hotel"].upsert_hotel(inventory.hotel_id, "Paris", {"deluxe": rooms, "standard": 5}, check_in,
-                                         check_in + timedelta(days=5))
-    await services["orders"].upsert_item(inventory.sku, stock)
+    await services["flight"].upsert(inventory.flight_id, FlightInventory(
+        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC),
+        seats={"economy": seats, "business": 10},
+    ))
+    await services["hotel"].upsert(inventory.hotel_id, HotelInventory(
+        city="Paris", rooms={"deluxe": rooms, "standard": 5}, nights_from=check_in,
+        nights_to=check_in + timedelta(days=5),
+    ))
+    await services["orders"].upsert(inventory.sku, ItemInventory(stock=stock))
     return inventory
 
 
 async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[str, tuple[int, int]]:
     """(held, sold) per service for the inventory's rows (the hotel's first night)."""
-    flight = (await services["flight"].availability(inventory.flight_id))["seat_classes"]["economy"]
+    flight = (await services["flight"].availability(inventory.flight_id)).seat_classes["economy"]
     hotel_view = await services["hotel"].availability(
-        inventory.hotel_id, inventory.check_in, inventory.check_in + timedelta(days=2)
+        inventory.hotel_id, StayQuery(check_in=inventory.check_in, check_out=inventory.check_in + timedelta(days=2))
     )
-    night = hotel_view["room_types"]["deluxe"]["nights"][inventory.check_in.isoformat()]
+    night = hotel_view.room_types["deluxe"].nights[inventory.check_in]
     item = await services["orders"].availability(inventory.sku)
     return {
-        "flight": (flight["held"], flight["sold"]),
-        "hotel": (night["held"], night["sold"]),
-        "orders": (item["held"], item["sold"]),
+        "flight": (flight.held, flight.sold),
+        "hotel": (night.held, night.sold),
+        "orders": (item.held, item.sold),
     }
 
 
 async def start_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
     extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
+    remote: bool = False,
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
     """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does.
     Without `attributes_at_start` the workflow publishes its search attributes itself, as for any starter."""
@@ -169,10 +180,14 @@ async def start_checkout(
     params = CheckoutInput(
         checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
         extend_max_seconds=extend_max_seconds, hold_lifetime_max_seconds=hold_lifetime_max_seconds,
-        task_queues={name: settings.task_queue(name) for name in SERVICES},
+        task_queues={name: settings.task_queue(name) for name in NAMES},
+        # As the API starts it: the participants placed `local` run as local activities in the checkout worker.
+        # `remote`: every participant on its own task queue, whatever its placement.
+        local_participants=[] if remote else list(local_names(settings.participant_placements)),
     )
     handle = await client.start_workflow(
         CheckoutSaga.run, params, id=checkout_id, task_queue=settings.task_queue_checkout,
+        task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
         static_summary=checkout_summary(request),
         search_attributes=search_attributes.at_start(request) if attributes_at_start else None,
     )

@@ -63,7 +63,7 @@ async def test_hold_committed_but_result_lost_is_released_and_late_retry_refused
     flight.hang_after_hold = True  # the flight hold commits, its answer never comes back
     # The hotel is short, so the saga stops waiting for the flight and compensates everything.
     handle, view = await start_checkout(isolated_client, saga_settings, inventory.request(rooms=2))
-    assert view.status == CheckoutStatus.REJECTED
+    assert view.status == CheckoutStatus.REJECTED, view.error
     assert await counters(saga_services, inventory) == NOTHING_MOVED
     # A late delivery of the same hold (a retry after the timeout) is refused by the ledger.
     request = inventory.request(rooms=2).flight
@@ -80,8 +80,9 @@ async def test_hold_arriving_after_its_compensation_is_refused(
     inventory = await seed(saga_services, stock=1)
     flight = saga_services["flight"]
     flight.hang_before_hold = True  # the flight hold reaches the ledger only after the saga has given up
-    _, view = await start_checkout(isolated_client, saga_settings, inventory.request(quantity=2))
-    assert view.status == CheckoutStatus.REJECTED
+    # Remote placement: a delivery that outlives the saga is a remote activity's (a local one ends with its task).
+    _, view = await start_checkout(isolated_client, saga_settings, inventory.request(quantity=2), remote=True)
+    assert view.status == CheckoutStatus.REJECTED, view.error
     flight.unblock.set()
     for _ in range(100):
         if flight.late_hold_outcome:
@@ -96,7 +97,9 @@ async def test_failing_release_needs_attention_until_the_operator_retries(
     saga_client: Client, saga_settings: Settings, saga_services, time_skipping_env: WorkflowEnvironment
 ) -> None:
     inventory = await seed(saga_services)
-    handle, view = await start_checkout(saga_client, saga_settings, inventory.request())
+    # Remote placement: a local activity's schedule-to-close runs on the worker's clock, which the time-skipping
+    # server does not move, so RELEASE_PATIENCE would take real minutes here.
+    handle, view = await start_checkout(saga_client, saga_settings, inventory.request(), remote=True)
     assert view.status == CheckoutStatus.HELD
     saga_services["hotel"].fail_times["release"] = 10_000  # the hotel ledger refuses every release for now
 

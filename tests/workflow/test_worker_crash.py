@@ -3,6 +3,7 @@ and the ledgers moved exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from booking_saga.replay import replay_query
 from booking_saga.settings import Settings
+from services.registry import NAMES
 from tests.ledger.helpers import assert_ledger_clean
 from tests.workflow.helpers import counters, seed, start_checkout, unique
 from workflows.models import CONFIRM, CheckoutStatus, CheckoutView
@@ -52,7 +54,9 @@ class WorkerProcess:
 @pytest.fixture
 def crash_settings() -> Settings:
     suffix = unique("crash")
-    return Settings(**{f"task_queue_{name}": f"{name}-{suffix}" for name in ("checkout", "flight", "hotel", "orders")})
+    return Settings(
+        task_queue_checkout=f"checkout-{suffix}", task_queues={name: f"{name}-{suffix}" for name in NAMES}
+    )
 
 
 @pytest.fixture
@@ -64,8 +68,8 @@ def worker_process(
         "TEMPORAL_ADDRESS": dev_server_env.client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": dev_server_env.client.namespace,
         "DATABASE_URL": saga_database,
-        **{f"TASK_QUEUE_{name.upper()}": crash_settings.task_queue(name) for name in ("checkout", "flight", "hotel",
-                                                                                   "orders")},
+        "TASK_QUEUE_CHECKOUT": crash_settings.task_queue_checkout,
+        "TASK_QUEUES": json.dumps(crash_settings.task_queues),
     })
     worker = WorkerProcess(env)
     worker.start()

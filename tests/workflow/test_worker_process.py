@@ -1,9 +1,11 @@
 """`booking-saga worker` as an OS process against the real dev server and PostgreSQL: the sweeper runs inside a
-service worker, SIGTERM / SIGINT stop a worker cleanly, and the checkout worker needs no database."""
+service worker, SIGTERM / SIGINT stop a worker cleanly, and the checkout worker needs a database only when it runs
+local participants' ledgers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -20,12 +22,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from booking_saga.settings import Settings
+from booking_saga.worker import swept
 from services.db import create_engine
 from services.errors import HoldNotActive
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
-from services.protocol import InventoryService
-from services.registry import build_services
-from services.types import HoldStatus, ItemLine, ItemsRequest, ServiceName
+from services.registry import NAMES, AnyService, build_services
+from services.types import HoldStatus
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
 pytestmark = [pytest.mark.devserver]
@@ -98,9 +102,15 @@ def start_worker(dev_server_env: WorkflowEnvironment, tmp_path: Path) -> Iterato
 
 
 def own_queues() -> dict[str, str]:
-    """TASK_QUEUE_* settings no other worker of the session polls."""
+    """TASK_QUEUE_CHECKOUT and TASK_QUEUES settings no other worker of the session polls."""
     suffix = unique("proc")
-    return {f"task_queue_{name}": f"{name}-{suffix}" for name in ("checkout", "flight", "hotel", "orders")}
+    participants = {name: f"{name}-{suffix}" for name in NAMES}
+    return {"task_queue_checkout": f"checkout-{suffix}", "task_queues": json.dumps(participants)}
+
+
+def participant_queue(queues: dict[str, str], name: str) -> str:
+    parsed: dict[str, str] = json.loads(queues["task_queues"])
+    return parsed[name]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], worker: WorkerProcess, what: str) -> None:
@@ -122,7 +132,7 @@ async def polling(client: Client, task_queue: str, kind: TaskQueueType.ValueType
 
 
 @pytest.fixture(scope="module")
-async def ledger_services(migrated_database_url: str) -> AsyncIterator[dict[ServiceName, InventoryService]]:
+async def ledger_services(migrated_database_url: str) -> AsyncIterator[dict[str, AnyService]]:
     engine = create_engine(migrated_database_url, pool_size=2)
     yield build_services(engine)
     await engine.dispose()
@@ -139,12 +149,12 @@ async def assert_expired(orders: OrdersService, hold_key: str) -> None:
 
 
 async def test_sweeper_expires_overdue_holds_inside_an_orders_worker(
-    start_worker: StartWorker, migrated_database_url: str, ledger_services: dict[ServiceName, InventoryService]
+    start_worker: StartWorker, migrated_database_url: str, ledger_services: dict[str, AnyService]
 ) -> None:
     orders = ledger_services["orders"]
     assert isinstance(orders, OrdersService)
     sku = unique("SKU-sweep")
-    await orders.upsert_item(sku, 10)
+    await orders.upsert(sku, ItemInventory(stock=10))
     # 100 s overdue is past a 30 s grace but within the default 120 s: only a worker that read
     # SWEEPER_GRACE_SECONDS expires it.
     overdue = datetime.now(UTC) - timedelta(seconds=100)
@@ -153,7 +163,7 @@ async def test_sweeper_expires_overdue_holds_inside_an_orders_worker(
     await orders.hold(current, items(sku, 3), later())
 
     async def held_is(expected: int) -> bool:
-        return (await orders.availability(sku))["held"] == expected
+        return (await orders.availability(sku)).held == expected
 
     worker = start_worker("orders", database_url=migrated_database_url, sweeper_grace_seconds="30",
                           sweeper_every_seconds="0.5", **own_queues())
@@ -166,9 +176,11 @@ async def test_sweeper_expires_overdue_holds_inside_an_orders_worker(
     await assert_expired(orders, after_start)
 
     # The hold that is not yet due stays ACTIVE through every round.
-    assert await orders.availability(sku) == {"sku": sku, "capacity": 10, "held": 3, "sold": 0, "available": 7}
+    assert (await orders.availability(sku)).model_dump() == {
+        "sku": sku, "capacity": 10, "held": 3, "sold": 0, "available": 7
+    }
     assert (await orders.release(current)).status is HoldStatus.RELEASED
-    assert (await orders.availability(sku))["held"] == 0
+    assert (await orders.availability(sku)).held == 0
     await assert_ledger_clean(ledger_services)
     assert await worker.stop(signal.SIGTERM) == 0
 
@@ -180,19 +192,40 @@ async def test_flight_worker_stops_cleanly_on_signal(
 ) -> None:
     queues = own_queues()
     worker = start_worker("flight", database_url=migrated_database_url, **queues)
+    flight_queue = participant_queue(queues, "flight")
     await eventually(
-        lambda: polling(dev_server_env.client, queues["task_queue_flight"], TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+        lambda: polling(dev_server_env.client, flight_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
         worker, "the flight worker polls its task queue",
     )
     assert await worker.stop(signum) == 0, worker.stderr
     assert "Traceback" not in worker.stderr
 
 
-async def test_checkout_worker_runs_without_a_database(
+async def test_checkout_worker_needs_a_database_only_for_local_participants(
     start_worker: StartWorker, dev_server_env: WorkflowEnvironment
 ) -> None:
+    """With no local participant the checkout worker touches no ledger and runs without a database; with one
+    (it runs that ledger's operations) it refuses to start without DATABASE_URL, saying so, without a traceback."""
     queues = own_queues()
     worker = start_worker("checkout", database_url=None, **queues)
+    if swept("checkout", Settings().participant_placements):  # the child reads the same PARTICIPANT_PLACEMENTS
+        code = await asyncio.to_thread(worker.process.wait, READY_WITHIN)
+        assert code == 1 and "DATABASE_URL" in worker.stderr, worker.stderr
+        assert "Traceback" not in worker.stderr
+        return
+    await eventually(
+        lambda: polling(dev_server_env.client, queues["task_queue_checkout"], TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        worker, "the checkout worker polls its task queue",
+    )
+    assert await worker.stop(signal.SIGTERM) == 0, worker.stderr
+    assert "Traceback" not in worker.stderr
+
+
+async def test_checkout_worker_stops_cleanly_on_signal(
+    start_worker: StartWorker, dev_server_env: WorkflowEnvironment, migrated_database_url: str
+) -> None:
+    queues = own_queues()
+    worker = start_worker("checkout", database_url=migrated_database_url, **queues)
     await eventually(
         lambda: polling(dev_server_env.client, queues["task_queue_checkout"], TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
         worker, "the checkout worker polls its task queue",

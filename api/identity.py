@@ -1,0 +1,275 @@
+"""Who is calling a checkout route, and what that caller may do.
+
+Contract (CUSTOMER_AUTH, booking_saga/settings.py):
+
+* `none` (`make dev`): the caller is *anyone*; the body's `customer_id` is trusted and every checkout id may be
+  read, confirmed, cancelled and extended by whoever knows it. No header is looked at.
+* `jwt`: every checkout route needs `Authorization: Bearer <token>`.
+  - A JWT verified with the one configured algorithm (HS256 with CUSTOMER_JWT_SECRET, or RS256 / ES256 with the
+    public key file CUSTOMER_JWT_PUBLIC_KEY), with `exp` required, `aud` / `iss` checked when configured and a
+    `sub` that is a valid customer id (1-64 of A-Za-z0-9._:-) makes the caller that customer. A customer may
+    place checkouts only for itself (another body `customer_id`: 403) and sees only its own checkouts: another
+    customer's checkout answers 404 exactly like one that does not exist, so ids cannot be probed.
+  - The operator token (OPERATOR_TOKEN, compared in constant time) makes the caller the operator, who may read
+    and cancel any checkout (support, fraud) but not place, confirm or extend one (403): a sale or a longer hold
+    is the customer's act.
+  - A missing token, or one that is expired, forged (bad signature, another algorithm, `alg: none`), for another
+    audience or issuer, or otherwise invalid: 401 problem+json with an RFC 6750 `WWW-Authenticate` challenge.
+
+The key is read when the app is built (`CustomerTokens.from_settings`, called by create_app), so a missing or
+unreadable key file stops the API at startup, not on the first request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jwt.types import Options
+from temporalio.client import Client
+
+from api import saga
+from api.auth import bearer as operator_bearer
+from api.problems import Problem, ProblemError, problem_docs
+from api.temporal_link import TemporalLink
+from booking_saga.settings import Settings
+from workflows.models import CANCEL, CheckoutView
+
+REALM = "booking-saga"
+# Tolerated clock difference between the token issuer and this host, for `exp`, `nbf` and `iat`.
+CLOCK_SKEW_SECONDS = 30
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# RFC 6750 3: error_description is limited to these characters (no quote, no backslash).
+_DESCRIPTION_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+# auto_error=False: a missing header must give our problem+json 401, not FastAPI's plain 403. The scheme is what
+# OpenAPI declares as customerJwt.
+customer_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="customerJwt",
+    bearerFormat="JWT",
+    description="A customer's JWT (CUSTOMER_AUTH=jwt): `sub` is the customer id. Not needed when CUSTOMER_AUTH=none.",
+)
+
+CallerKind = Literal["anyone", "customer", "operator"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """`anyone` (CUSTOMER_AUTH=none), a `customer` (its id from the token's `sub`) or the `operator`."""
+
+    kind: CallerKind
+    customer_id: str = ""
+
+    def may_see(self, view: CheckoutView) -> bool:
+        # A plain compare: customer ids are not secrets (the token proves who the caller is).
+        return self.kind != "customer" or view.customer_id == self.customer_id
+
+    def check_places_for(self, customer_id: str) -> None:
+        """403 unless this caller may place a checkout for `customer_id`."""
+        if self.kind == "operator":
+            raise forbidden("the operator token cannot place checkouts: send the customer's token")
+        if self.kind == "customer" and customer_id != self.customer_id:
+            raise forbidden("customer_id must be the customer the token names (its `sub`)")
+
+
+ANYONE = Caller("anyone")
+OPERATOR = Caller("operator")
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; the message is safe to send back (it never repeats the token)."""
+
+
+class CustomerTokens:
+    """Verifies customer JWTs with one pinned algorithm and key."""
+
+    def __init__(self, key: str | RSAPublicKey | EllipticCurvePublicKey, algorithm: str, audience: str = "",
+                 issuer: str = "") -> None:
+        self.key = key
+        self.algorithm = algorithm
+        self.audience = audience
+        self.issuer = issuer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CustomerTokens | None:
+        """None when CUSTOMER_AUTH=none. Raises RuntimeError when the key file cannot be used."""
+        if settings.customer_auth != "jwt":
+            return None
+        audience, issuer = settings.customer_jwt_audience, settings.customer_jwt_issuer
+        if settings.customer_jwt_secret:
+            return cls(settings.customer_jwt_secret, "HS256", audience, issuer)
+        key, algorithm = load_public_key(settings.customer_jwt_public_key, settings.customer_jwt_algorithm)
+        return cls(key, algorithm, audience, issuer)
+
+    def customer_of(self, token: str) -> str:
+        """The customer id the token names, or InvalidToken."""
+        options: Options = {"require": ["exp", "sub"], "verify_aud": bool(self.audience),
+                            "verify_iss": bool(self.issuer)}
+        try:
+            claims = jwt.decode(
+                token, self.key, algorithms=[self.algorithm], options=options,
+                audience=self.audience or None, issuer=self.issuer or None, leeway=CLOCK_SKEW_SECONDS,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("the token has expired") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise InvalidToken("the token signature does not verify") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise InvalidToken(f"the token is not signed with {self.algorithm}") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidToken("the token is not for this audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise InvalidToken("the token is not from the expected issuer") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"the token has no {exc.claim} claim") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise InvalidToken("the token is not valid yet") from exc
+        except jwt.DecodeError as exc:
+            raise InvalidToken("the token is not a well-formed JWT") from exc
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(f"the token is invalid ({type(exc).__name__})") from exc
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not CUSTOMER_ID.fullmatch(subject):
+            raise InvalidToken("the token sub is not a customer id (1-64 of A-Z a-z 0-9 . _ : -)")
+        return subject
+
+
+def load_public_key(path: str, algorithm: str) -> tuple[RSAPublicKey | EllipticCurvePublicKey, str]:
+    """The PEM public key in `path` and the algorithm it verifies; RuntimeError says what is wrong."""
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise RuntimeError(f"CUSTOMER_JWT_PUBLIC_KEY={path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        key = load_pem_public_key(pem)
+    except ValueError as exc:
+        raise RuntimeError(f"CUSTOMER_JWT_PUBLIC_KEY={path} is not a PEM public key") from exc
+    if isinstance(key, RSAPublicKey):
+        if key.key_size < 2048:
+            raise RuntimeError(f"CUSTOMER_JWT_PUBLIC_KEY={path}: an RSA key needs at least 2048 bits")
+        found = "RS256"
+    elif isinstance(key, EllipticCurvePublicKey) and isinstance(key.curve, SECP256R1):
+        found = "ES256"
+    else:
+        raise RuntimeError(f"CUSTOMER_JWT_PUBLIC_KEY={path}: only RSA (RS256) and P-256 (ES256) keys are supported")
+    if algorithm and algorithm != found:
+        raise RuntimeError(f"CUSTOMER_JWT_ALGORITHM={algorithm} does not match the key in {path} ({found})")
+    return key, found
+
+
+def install_identity(app: FastAPI, settings: Settings) -> None:
+    """Build the verifier now (startup), where the checkout routes find it."""
+    app.state.customer_tokens = CustomerTokens.from_settings(settings)
+
+
+def unauthorized(detail: str, error_description: str | None = None) -> ProblemError:
+    challenge = f'Bearer realm="{REALM}"'
+    if error_description is not None:
+        safe = _DESCRIPTION_UNSAFE.sub("", error_description)
+        challenge += f', error="invalid_token", error_description="{safe}"'
+    return ProblemError(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, "forbidden", "Forbidden", detail)
+
+
+def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    tokens: CustomerTokens | None = request.app.state.customer_tokens
+    if tokens is None:
+        return ANYONE
+    if credentials is None or not credentials.credentials:
+        raise unauthorized("this route needs `Authorization: Bearer <customer token>`")
+    token = credentials.credentials
+    operator_token: str = request.app.state.booking.settings.operator_token
+    # Constant-time compare: response times must not reveal how much of a guess was right.
+    if operator_token and hmac.compare_digest(token.encode(), operator_token.encode()):
+        return OPERATOR
+    try:
+        return Caller("customer", tokens.customer_of(token))
+    except InvalidToken as exc:
+        raise unauthorized(f"the bearer token was refused: {exc}", str(exc)) from None
+
+
+async def get_caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(customer_bearer)]
+) -> Caller:
+    return _caller(request, credentials)
+
+
+async def get_caller_or_operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(customer_bearer)],
+    # Reads the same header: declared so that OpenAPI lists the operator token as an alternative here.
+    _operator: Annotated[HTTPAuthorizationCredentials | None, Depends(operator_bearer)],
+) -> Caller:
+    return _caller(request, credentials)
+
+
+# Routes only the customer may use (place, confirm, extend), and those the operator may use too (read, cancel).
+CallerDep = Annotated[Caller, Depends(get_caller)]
+CallerOrOperatorDep = Annotated[Caller, Depends(get_caller_or_operator)]
+
+
+async def read_checkout(caller: Caller, client: Client, checkout_id: str) -> CheckoutView:
+    """The checkout as `caller` may see it: another customer's checkout is a 404, like an unknown one."""
+    try:
+        view = await saga.current_view(client, checkout_id)
+    except ProblemError as problem:
+        # An abnormally ended saga has no readable owner: only the operator learns that it exists.
+        if caller.kind == "customer" and problem.status == 409:
+            raise saga.unknown_checkout(checkout_id) from None
+        raise
+    if not caller.may_see(view):
+        raise saga.unknown_checkout(checkout_id)
+    return view
+
+
+async def check_may_change(caller: Caller, temporal: TemporalLink, checkout_id: str, action: str) -> None:
+    """Before an update is sent: 403 for the operator (cancel aside), 404 for another customer's checkout.
+
+    A customer's check costs one state query, and only with CUSTOMER_AUTH=jwt: the owner is in the saga, not in
+    the id (an HMAC of customer and key). The operator's 403 needs no Temporal, hence the link, not a client.
+    """
+    if caller.kind == "anyone":
+        return
+    if caller.kind == "operator":
+        if action != CANCEL:
+            raise forbidden(f"the operator token may read and cancel checkouts, not {action} them")
+        return
+    await read_checkout(caller, temporal.require(), checkout_id)
+
+
+def auth_docs(forbidden_when: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """The 401 (and 403) of a checkout route, for its OpenAPI `responses`."""
+    overrides = {"s401": (Problem, "CUSTOMER_AUTH=jwt only: no bearer token, or an expired, forged or otherwise "
+                                   "invalid one (see WWW-Authenticate).")}
+    statuses = [401]
+    if forbidden_when:
+        overrides["s403"] = (Problem, forbidden_when)
+        statuses.append(403)
+    docs = problem_docs(*statuses, **overrides)
+    docs[401]["headers"] = {"WWW-Authenticate": {"description": "The RFC 6750 Bearer challenge.",
+                                                 "schema": {"type": "string"}}}
+    return docs
+
+
+def optional_in_dev(schema: dict[str, Any], settings: Settings) -> None:
+    """With CUSTOMER_AUTH=none the checkout routes need no token: say so (an empty security requirement)."""
+    if settings.customer_auth != "none":
+        return
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            security = operation.get("security")
+            if isinstance(security, list) and any("customerJwt" in requirement for requirement in security):
+                security.append({})
