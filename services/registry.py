@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from services.cars.participant import CarsParticipant
 from services.flight.participant import FlightParticipant
 from services.hotel.participant import HotelParticipant
 from services.orders.participant import OrdersParticipant
@@ -28,6 +29,7 @@ AnyService = InventoryService[Any]
 PARTICIPANTS: tuple[AnyParticipant, ...] = (
     FlightParticipant(),
     HotelParticipant(),
+    CarsParticipant(),
     OrdersParticipant(),
 )
 

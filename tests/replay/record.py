@@ -15,6 +15,7 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,18 @@ from booking_saga.embedded import start_postgres
 from booking_saga.settings import Settings
 from booking_saga.temporal import test_server_path
 from booking_saga.worker import build_workers
+from services.cars.schemas import CarRequest, DepotInventory
 from services.db import create_engine
 from services.migrate import reset
 from services.registry import build_services
-from tests.workflow.helpers import FaultyService, register_search_attributes, seed, start_checkout
+from tests.workflow.helpers import FaultyService, register_search_attributes, seed, start_checkout, unique
 from workflows.models import (
     CANCEL,
     CONFIRM,
     EXTEND,
     RETRY_COMPENSATION_SIGNAL,
     STATE_QUERY,
+    CheckoutRequest,
     CheckoutView,
     ExtendInput,
 )
@@ -117,11 +120,29 @@ async def local_rejected(
     return handle
 
 
+async def car(client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment):
+    """A car rental with a flight and an item (the fourth participant), confirmed."""
+    inventory = await seed(services)
+    depot = unique("DEP")
+    await services["cars"].upsert(depot, DepotInventory(
+        city="London", cars={"compact": 3},
+        days_from=inventory.check_in, days_to=inventory.check_in + timedelta(days=9),
+    ))
+    request = CheckoutRequest.model_validate({
+        **inventory.request(parts=("flight", "orders")).model_dump(exclude_none=True),
+        "car": CarRequest(depot_id=depot, car_class="compact", pick_up=inventory.check_in,
+                          drop_off=inventory.check_in + timedelta(days=3), cars=1).model_dump(),
+    })
+    handle, _ = await start_checkout(client, settings, request, attributes_at_start=True)
+    await handle.execute_update(CONFIRM, result_type=CheckoutView)
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy": happy, "happy_attributes_at_start": happy_attributes_at_start,
     "rejected": rejected, "expired": expired, "cancelled": cancelled,
     "needs_attention": needs_attention,
-    "local_happy": local_happy, "local_rejected": local_rejected,
+    "local_happy": local_happy, "local_rejected": local_rejected, "car": car,
 }
 
 

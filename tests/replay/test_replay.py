@@ -14,8 +14,8 @@ from booking_saga.replay import load_history, replay_files, replayer
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {
     "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "needs_attention",
-    # the fast shape (local activities, the hold clock from HELD, the customer's claim released)
-    "local_happy", "local_rejected",
+    # the fast shape (local activities, the hold clock from HELD, the customer's claim released) and the 4th participant
+    "local_happy", "local_rejected", "car",
 }
 
 

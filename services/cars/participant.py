@@ -1,0 +1,71 @@
+"""The car-rental participant's declaration: cars per (depot, car class, day); the checkout field `car`.
+
+A rental holds one row per day from pick-up up to, not including, drop-off, all or nothing (like hotel nights).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from services.cars.schemas import CarAvailability, CarRentalQuery, CarRequest, DepotInventory
+from services.participant import InventoryService, Participant, ResourceRoutes
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from services.protocol import AvailabilitySink
+
+# The demo inventory (services/cars/service.py seeds it): two depots in London, so that "another depot in the
+# city" has something to offer, and one in Paris.
+DEMO_DEPOTS = {"D-LON-1": "London", "D-LON-2": "London", "D-PAR-1": "Paris"}
+DEMO_CARS = {"economy": 12, "compact": 6, "suv": 2}
+DEMO_DAYS = 30
+
+
+def resource_name(depot_id: str, car_class: str, day: date) -> str:
+    return f"{depot_id}/{car_class}/{day.isoformat()}"
+
+
+class CarsParticipant(Participant[CarRequest]):
+    name = "cars"
+    field = "car"
+    title = "Car rental"
+    request_model = CarRequest
+    quantity_field = "cars"
+    routes = ResourceRoutes(
+        collection="cars", id_name="depot_id", noun="depot", query=CarRentalQuery,
+        availability=CarAvailability, upsert=DepotInventory,
+        availability_summary="Cars left at a depot for a rental",
+        upsert_summary="Create or change a car-rental depot",
+        upsert_description="Sets the city and, for every day from `days_from` to `days_to` (both included), the "
+        "capacity of each car class named. Answers the availability over those days.",
+    )
+
+    def rows(self, request: CarRequest) -> dict[str, int]:
+        return {resource_name(request.depot_id, request.car_class, day): request.cars for day in request.days()}
+
+    def describe(self, request: CarRequest) -> str:
+        return f"{request.depot_id}/{request.car_class} {request.pick_up}..{request.drop_off} x{request.cars}"
+
+    def resources(self, request: CarRequest) -> list[str]:
+        return [f"{request.depot_id}/{request.car_class}"]
+
+    def demo_offers(self, today: date) -> list[CarRequest]:
+        pick_up = today + timedelta(days=1)
+        return [
+            CarRequest(depot_id=depot_id, car_class=car_class, pick_up=pick_up,
+                       drop_off=pick_up + timedelta(days=3), cars=1)
+            for depot_id in DEMO_DEPOTS
+            for car_class in ("economy", "compact")
+        ]
+
+    def demo_upsert(self, today: date) -> tuple[str, DepotInventory]:
+        depot_id, city = next(iter(DEMO_DEPOTS.items()))
+        return depot_id, DepotInventory(city=city, cars=DEMO_CARS, days_from=today,
+                                        days_to=today + timedelta(days=DEMO_DAYS - 1))
+
+    def build_service(self, engine: AsyncEngine, sink: AvailabilitySink | None = None) -> InventoryService[CarRequest]:
+        from services.cars.service import CarsService
+
+        return CarsService(engine, sink)
