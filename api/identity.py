@@ -42,12 +42,14 @@ from api.auth import bearer as operator_bearer
 from api.problems import Problem, ProblemError, problem_docs
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings
+from services.types import IDENTIFIER_PATTERN
 from workflows.models import CANCEL, CheckoutView
 
 REALM = "booking-saga"
 # Tolerated clock difference between the token issuer and this host, for `exp`, `nbf` and `iat`.
 CLOCK_SKEW_SECONDS = 30
-CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The customer id rule is the body's (services.types.Identifier): one copy of the pattern.
+CUSTOMER_ID = re.compile(IDENTIFIER_PATTERN)
 # RFC 6750 3: error_description is limited to these characters (no quote, no backslash).
 _DESCRIPTION_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
