@@ -34,7 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from jwt.types import Options
+from starlette.applications import Starlette
 from temporalio.client import Client
 
 from api import saga
@@ -187,13 +189,23 @@ def forbidden(detail: str) -> ProblemError:
 
 
 def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-    tokens: CustomerTokens | None = request.app.state.customer_tokens
+    return caller_of(request.app, credentials.credentials if credentials is not None else None)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, read as `customer_bearer` reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" and token else None
+
+
+def caller_of(app: Starlette, token: str | None) -> Caller:
+    """Who sends `token` (the bearer token, None when there is none) to `app`; 401 when it is refused."""
+    tokens: CustomerTokens | None = app.state.customer_tokens
     if tokens is None:
         return ANYONE
-    if credentials is None or not credentials.credentials:
+    if not token:
         raise unauthorized("this route needs `Authorization: Bearer <customer token>`")
-    token = credentials.credentials
-    operator_token: str = request.app.state.booking.settings.operator_token
+    operator_token: str = app.state.booking.settings.operator_token
     # Constant-time compare: response times must not reveal how much of a guess was right.
     if operator_token and hmac.compare_digest(token.encode(), operator_token.encode()):
         return OPERATOR

@@ -15,6 +15,7 @@ from api.metrics import Metrics
 from api.openapi import DESCRIPTION, TAGS, install_openapi
 from api.problems import install_problem_handlers
 from api.routes import availability, catalogue, checkouts, demo, health, operators
+from api.sold_out import SoldOutLane
 from api.temporal_link import TemporalLink
 from booking_saga.settings import Settings, get_settings
 from booking_saga.tracing import instrument_app
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_identity(app, settings)
     install_problem_handlers(app)
     install_openapi(app)
+    # Added first, so it is the innermost middleware: CORS and tracing wrap its answers like the routes'.
+    app.add_middleware(SoldOutLane)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -117,15 +117,32 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extras: Any,
 ) -> JSONResponse:
+    return _problem_json(request.url.path, status, kind, title, detail, headers, **extras)
+
+
+def _problem_json(
+    path: str, status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None, **extras: Any
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + kind if kind != "about:blank" else kind,
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": path,
         **extras,
     }
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def answer_problem(path: str, problem: ProblemError, metrics: Metrics | None) -> JSONResponse:
+    """The response for `problem` raised while answering a request for `path`: what the installed handler
+    answers, for code that answers before routing (api/sold_out.py)."""
+    extras = dict(problem.extras)
+    if problem.status == 503 and problem.dependency is not None:
+        if metrics is not None:
+            metrics.unavailable_answers.labels(dependency=problem.dependency).inc()
+        extras.setdefault("dependency", problem.dependency)
+    return _problem_json(path, problem.status, problem.kind, problem.title, problem.detail, problem.headers, **extras)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -148,20 +165,11 @@ def _readable(error: dict[str, Any]) -> str:
     return f"{_location(loc)}: {message}" if loc else message
 
 
-def _count_unavailable(request: Request, dependency: Dependency) -> None:
-    # The app's Metrics live on its state (api/deps.py AppState); an app without them (a bare test app) counts nothing.
-    metrics = getattr(getattr(request.app.state, "booking", None), "metrics", None)
-    if isinstance(metrics, Metrics):
-        metrics.unavailable_answers.labels(dependency=dependency).inc()
-
-
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    extras = dict(exc.extras)
-    if exc.status == 503 and exc.dependency is not None:
-        _count_unavailable(request, exc.dependency)
-        extras.setdefault("dependency", exc.dependency)
-    return problem_response(request, exc.status, exc.kind, exc.title, exc.detail, exc.headers, **extras)
+    # The app's Metrics live on its state (api/deps.py AppState); an app without them (a bare test app) counts nothing.
+    metrics = getattr(getattr(request.app.state, "booking", None), "metrics", None)
+    return answer_problem(request.url.path, exc, metrics if isinstance(metrics, Metrics) else None)
 
 
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Request
 
-from api import fast_path, saga
+from api import saga
+from api.answers import conflict, not_placed
 from api.deps import AppState, StateDep
-from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, checkout_id, request_hash
+from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN
 from api.identity import CallerDep, CallerOrOperatorDep, auth_docs, check_may_change, read_checkout
 from api.precheck import check_resources_exist
 from api.problems import ProblemError, problem_docs, service_unavailable
 from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody, HoldLimitProblem
+from api.sold_out import CHECKOUTS_PATH, LOOKED, attempt_of, sold_out_view
 from services.customer_limits import LimitExceeded
-from services.errors import DatabaseUnavailable, LedgerError
+from services.errors import LedgerError
 from services.logcontext import bind_checkout
-from services.types import Alternative
 from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutRequest, CheckoutStatus, CheckoutView, ExtendInput
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/checkouts", tags=["checkouts"])
+router = APIRouter(prefix=CHECKOUTS_PATH, tags=["checkouts"])
 
 # The saga answers `submit` with one of these once its holds are placed: the checkout exists (201).
 PLACED = {CheckoutStatus.HELD, CheckoutStatus.CONFIRMED, CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED}
@@ -41,73 +41,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 CheckoutId = Annotated[str, Path(description="The checkout id from the 201 answer.", examples=["co-" + "0" * 32])]
-
-
-def _conflict(view: CheckoutView, title: str, detail: str, kind: str = "checkout-conflict") -> ProblemError:
-    return ProblemError(
-        409, kind, title, detail,
-        checkout_id=view.checkout_id,
-        checkout_status=view.status.value,
-        unavailable=[s.model_dump(mode="json") for s in view.unavailable],
-        alternatives=[a.model_dump(mode="json") for a in view.alternatives],
-    )
-
-
-def _not_placed(view: CheckoutView) -> ProblemError:
-    if view.status == CheckoutStatus.REJECTED:
-        short = "; ".join(f"{s.resource}: requested {s.requested}, available {s.available}" for s in view.unavailable)
-        return _conflict(view, "Not available", f"not enough inventory ({short or 'sold out'}); nothing is held, "
-                         "see `alternatives`", kind="checkout-rejected")
-    if view.status == CheckoutStatus.PENDING:
-        raise service_unavailable("the checkout is still being placed; retry the same request", dependency="temporal")
-    if view.status == CheckoutStatus.NEEDS_ATTENTION:
-        # Placing failed and releasing what was held is still being retried (operators are alerted): not placed,
-        # and whatever is still held will be released, never sold.
-        return _conflict(view, "Checkout failed", "the checkout could not be placed; its holds are being released "
-                         "(an operator is alerted). Retry with a new Idempotency-Key", kind="checkout-failed")
-    return _conflict(view, "Checkout failed", f"the checkout ended {view.status.value}: {view.error or 'see status'}; "
-                     "nothing is held. Retry with a new Idempotency-Key", kind="checkout-failed")
-
-
-async def _sold_out_in_cache(
-    state: AppState, checkout_id_: str, request: CheckoutRequest, digest: str
-) -> CheckoutView | None:
-    """The REJECTED answer when the cache shows part of the request short and no saga has this id; else None.
-
-    Idempotency: a key that has a saga gets that saga's answer (submit joins or reads it, and refuses another
-    body with 422), even when the cache now shows sold out; every saga's id is recorded before it starts
-    (services/started_checkouts.py). The cache is read first and the record only on a hit: a checkout that is
-    not sold out pays nothing extra, a sold-out one pays a primary-key read instead of a saga. Without a saga
-    nothing was ever held under this key, so REJECTED is what a saga would answer now. Nothing is recorded for
-    a fast 409: a retry looks again, which can never hold twice (a fast 409 holds nothing) and may find
-    inventory released since, as a new attempt should.
-    """
-    if state.cache is None or state.started is None or not state.services:
-        return None
-    shortages = await fast_path.cached_shortages(state.cache, request, state.cache_reads)
-    if not shortages:
-        return None
-    # The alternatives are looked up while the saga record is read: a sold-out answer waits for the slower one.
-    offered = asyncio.ensure_future(
-        fast_path.alternatives(state.services, request, list(shortages), state.alternatives)
-    )
-    offered.add_done_callback(_retrieve)
-    try:
-        has_saga = await state.started.has(checkout_id_)
-    except DatabaseUnavailable as error:  # the saga path must record the id in the same database: 503 at once
-        offered.cancel()
-        raise service_unavailable(f"the checkout cannot be looked up ({error}); retry the same request",
-                                  dependency="database") from error
-    except LedgerError as error:  # unknown: the saga decides
-        log.warning("sold-out fast path skipped, no saga record: %s", error)
-        has_saga = True
-    except BaseException:
-        offered.cancel()
-        raise
-    if has_saga:
-        offered.cancel()
-        return None
-    return fast_path.rejected_view(checkout_id_, request, digest, shortages, await offered)
 
 
 async def _record_started(state: AppState, checkout_id_: str) -> None:
@@ -139,12 +72,6 @@ async def _claim(state: AppState, checkout_id_: str, request: CheckoutRequest) -
                                   dependency="database") from error
 
 
-def _retrieve(task: asyncio.Future[list[Alternative]]) -> None:
-    """Mark an abandoned lookup's error as seen: asyncio would log it as never retrieved."""
-    if not task.cancelled():
-        task.exception()
-
-
 def _valid_id(checkout_id_: str) -> str:
     # Ids are HMACs: anything else cannot exist, and need not reach Temporal.
     if not re.fullmatch(CHECKOUT_ID_PATTERN, checkout_id_):
@@ -166,7 +93,7 @@ def _valid_id(checkout_id_: str) -> str:
     ) | auth_docs("customer_id is not the token's customer, or the operator token was sent."),
 )
 async def create_checkout(
-    body: CheckoutBody, idempotency_key: IdempotencyKey, state: StateDep, caller: CallerDep
+    body: CheckoutBody, idempotency_key: IdempotencyKey, state: StateDep, caller: CallerDep, http: Request
 ) -> Checkout:
     """Hold everything the checkout asks for, or nothing: 201 once every hold is placed (status HELD, until
     `expires_at`), 409 when something is short (the holds already placed are rolled back).
@@ -179,27 +106,22 @@ async def create_checkout(
     outcome = "error"
     view: CheckoutView | None = None
     try:
-        settings = state.settings
-        hold_seconds = settings.hold_seconds_default if body.hold_seconds is None else body.hold_seconds
-        if not settings.hold_seconds_min <= hold_seconds <= settings.hold_seconds_max:
+        try:
+            attempt = attempt_of(state.settings, body, idempotency_key)
+        except ProblemError:
             outcome = "invalid"
-            raise ProblemError(
-                422, "invalid-request", "Invalid request",
-                f"hold_seconds must be between {settings.hold_seconds_min} and {settings.hold_seconds_max}",
-            )
-        request = body.to_request()
-        cid = checkout_id(settings.checkout_id_secret, request.customer_id, idempotency_key)
-        bind_checkout(cid)  # every later log line of this request carries the checkout id (booking_saga.logs)
-        digest = request_hash(request, hold_seconds)
-        view = await _sold_out_in_cache(state, cid, request, digest)
-        if view is not None:
+            raise
+        bind_checkout(attempt.checkout_id)  # every later log line of this request carries the checkout id
+        request, cid, digest = attempt.request, attempt.checkout_id, attempt.digest
+        # Sold-out answers are normally given before routing (api/sold_out.py); this is for when the lane could not.
+        if not http.scope.get(LOOKED) and (view := await sold_out_view(state, attempt)) is not None:
             outcome = view.status.value.lower()
             state.metrics.fast_path_rejections.inc()
-            raise _not_placed(view)
+            raise not_placed(view)
         await check_resources_exist(state.services, request, state.known_resources)
         client = state.temporal.require()
         await _claim(state, cid, request)
-        view = await saga.submit(client, settings, cid, request, digest, hold_seconds)
+        view = await saga.submit(client, state.settings, cid, request, digest, attempt.hold_seconds)
         if view.request_hash != digest:
             outcome = "key_reused"
             raise ProblemError(
@@ -209,7 +131,7 @@ async def create_checkout(
             )
         outcome = view.status.value.lower()
         if view.status not in PLACED:
-            raise _not_placed(view)
+            raise not_placed(view)
         return Checkout.from_view(view)
     except ProblemError as problem:
         if outcome == "error":
@@ -249,10 +171,10 @@ async def confirm_checkout(checkout_id: CheckoutId, state: StateDep, caller: Cal
         view = refused.view
         if view.status != CheckoutStatus.CONFIRMED:
             state.metrics.observe_action(CONFIRM, "refused")
-            raise _conflict(view, "Cannot confirm", f"the checkout is {view.status.value}: {refused.reason}") from None
+            raise conflict(view, "Cannot confirm", f"the checkout is {view.status.value}: {refused.reason}") from None
     state.metrics.observe_action(CONFIRM, view.status.value.lower())
     if view.status != CheckoutStatus.CONFIRMED:
-        raise _conflict(view, "Cannot confirm", f"the checkout is {view.status.value}")
+        raise conflict(view, "Cannot confirm", f"the checkout is {view.status.value}")
     return Checkout.from_view(view)
 
 
@@ -275,7 +197,7 @@ async def cancel_checkout(checkout_id: CheckoutId, state: StateDep, caller: Call
         view = refused.view
         if view.status not in NOTHING_HELD:
             state.metrics.observe_action(CANCEL, "refused")
-            raise _conflict(view, "Cannot cancel", f"the checkout is {view.status.value}: {refused.reason}") from None
+            raise conflict(view, "Cannot cancel", f"the checkout is {view.status.value}: {refused.reason}") from None
     state.metrics.observe_action(CANCEL, view.status.value.lower())
     return Checkout.from_view(view)
 
@@ -302,6 +224,6 @@ async def extend_checkout(checkout_id: CheckoutId, body: ExtendBody, state: Stat
     try:
         view = await saga.update(client, checkout_id, EXTEND, ExtendInput(seconds=body.seconds))
     except saga.RefusedUpdate as refused:
-        raise _conflict(refused.view, "Cannot extend",
+        raise conflict(refused.view, "Cannot extend",
                         f"the checkout is {refused.view.status.value}: {refused.reason}") from None
     return Checkout.from_view(view)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.routes import checkouts
+from api import answers
 from booking_saga.embedded import free_port
 from booking_saga.settings import Settings
 from services.registry import PARTICIPANTS
@@ -167,6 +167,6 @@ def test_openapi_documents_problems() -> None:
 )
 def test_a_checkout_that_was_not_placed_is_a_409_saying_what_is_held(status: CheckoutStatus, says: str) -> None:
     view = CheckoutView(checkout_id="co-" + "0" * 32, customer_id="c", request_hash="h", status=status)
-    problem = checkouts._not_placed(view)
+    problem = answers.not_placed(view)
     assert (problem.status, problem.extras["checkout_status"]) == (409, status.value)
     assert says in problem.detail

@@ -21,7 +21,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from api import sold_out
+from api.routes import checkouts
 from api.idempotency import checkout_id
+from api.sold_out import SoldOutLane
 from booking_saga.embedded import free_port, start_redis
 from booking_saga.settings import Settings
 from services.cache import DEFAULT_PREFIX
@@ -275,3 +278,106 @@ async def test_redis_killed_mid_run_keeps_exact_counts_and_comes_back(
             assert not await stack.has_workflow(body["customer_id"], key)
     finally:
         redis.stop()
+
+
+# ---- the sold-out lane (api/sold_out.py): the answer before routing, and everything it leaves to the route ----
+
+
+async def test_the_lane_and_the_route_answer_a_sold_out_checkout_alike(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same request (same customer and key, so the same checkout id) to this app and to one built without
+    the lane: the same 409, counted once in each."""
+    sku = unique("SKU")
+    await stack.put_item(sku, 0)
+    body, key = buyer(sku)
+    before = (stack.fast_rejections, stack.counter("booking_checkouts_total", outcome="rejected"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkouts, "attempt_of", _unreachable)  # the lane answers: the route is never reached
+        by_lane = await stack.checkout(body, key)
+
+    async with running_app(stack.settings) as (bare, http):
+        bare.user_middleware = [m for m in bare.user_middleware if m.cls is not SoldOutLane]
+        by_route = await http.post("/v1/checkouts", json=body, headers={"Idempotency-Key": key})
+        route_metrics = bare.state.booking.metrics.registry
+        assert route_metrics.get_sample_value("booking_fast_path_rejections_total") == 1
+    assert (by_lane.status_code, by_route.status_code) == (409, 409)
+    assert by_lane.json() == by_route.json()
+    assert by_lane.headers["content-type"] == by_route.headers["content-type"] == "application/problem+json"
+    assert by_lane.json()["checkout_status"] == "REJECTED"
+    assert (stack.fast_rejections, stack.counter("booking_checkouts_total", outcome="rejected")) == (
+        before[0] + 1, before[1] + 1
+    )
+    assert not await stack.has_workflow(body["customer_id"], key)
+
+
+def _unreachable(*_args: object) -> None:
+    raise AssertionError("the route was reached")
+
+
+async def test_what_the_route_refuses_reaches_the_route_even_when_sold_out(stack: Stack) -> None:
+    sku = unique("SKU")
+    await stack.put_item(sku, 0)
+    before = stack.fast_rejections
+    body, key = buyer(sku)
+
+    no_key = await stack.http.post("/v1/checkouts", json=body)
+    bad_key = await stack.http.post("/v1/checkouts", json=body, headers={"Idempotency-Key": "no spaces"})
+    too_long = await stack.checkout({**body, "hold_seconds": stack.settings.hold_seconds_max + 1}, key)
+    unknown_field = await stack.checkout({**body, "coupon": "X"}, key)
+    as_text = await stack.http.post("/v1/checkouts", content=httpx.Request("POST", "/", json=body).content,
+                                    headers={"Idempotency-Key": key, "Content-Type": "text/plain"})
+
+    assert_problem(no_key, 400, "Idempotency-Key")
+    assert_problem(bad_key, 400, "Idempotency-Key")
+    assert_problem(too_long, 422, "hold_seconds")
+    assert_problem(unknown_field, 422, "coupon")
+    assert as_text.status_code == 422, as_text.text
+    assert stack.fast_rejections == before
+    # A JSON media type the route reads as JSON is the lane's too.
+    vendor = await stack.http.post("/v1/checkouts", content=httpx.Request("POST", "/", json=body).content,
+                                   headers={"Idempotency-Key": key, "Content-Type": "application/vnd.x+json"})
+    assert_problem(vendor, 409, "not enough inventory")
+    assert stack.fast_rejections == before + 1
+
+
+async def test_a_checkout_that_is_not_sold_out_reads_the_cache_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane looked and found nothing short: the route goes straight to the saga."""
+    cache = stack.app.state.booking.cache
+    reads: list[list[str]] = []
+    real_read = cache.available
+
+    async def counted(service: str, resources: list[str]) -> dict[str, int] | None:
+        reads.append(resources)
+        return await real_read(service, resources)
+
+    sku = unique("SKU")
+    await stack.put_item(sku, 5)
+    monkeypatch.setattr(cache, "available", counted)
+    held = await stack.checkout(*buyer(sku))
+
+    assert held.status_code == 201, held.text
+    assert reads == [[sku]]
+
+
+async def test_a_failing_lane_leaves_the_sold_out_answer_to_the_route(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sku = unique("SKU")
+    await stack.put_item(sku, 0)
+    before = stack.fast_rejections
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("injected: the lane fails")
+
+    monkeypatch.setattr(sold_out, "_attempt", broken)
+    body, key = buyer(sku)
+    answer = assert_problem(await stack.checkout(body, key), 409, "not enough inventory")
+
+    assert answer["checkout_status"] == "REJECTED"
+    assert stack.fast_rejections == before + 1
+    assert not await stack.has_workflow(body["customer_id"], key)
+    assert "the sold-out lane failed" in caplog.text
