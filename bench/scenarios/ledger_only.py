@@ -27,7 +27,9 @@ TARGET_RATIO = 0.9
 ROUNDS = 2
 WARMUP_HOLDS = 20
 
-# The ledger's hold for one sku, statement for statement (services/ledger/ledger.py `Ledger.hold`).
+# The ledger's hold for one sku, statement for statement (services/ledger/ledger.py `Ledger.hold`, its transaction
+# in services/ledger/transaction.py): BEGIN and lock_timeout in one simple query, then four prepared statements.
+BEGIN = "BEGIN; SET LOCAL lock_timeout = '1s'"
 CLAIM_KEY = """INSERT INTO orders.holds (hold_key, status, expires_at) VALUES ($1, 'ACTIVE', $2)
 ON CONFLICT DO NOTHING RETURNING hold_key"""
 FIND_SKU = "SELECT id FROM orders.inventory WHERE sku = $1"
@@ -53,14 +55,19 @@ def through_services(service: OrdersService, expires_at: datetime) -> Hold:
 
 def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
     async def hold(key: str, sku: str) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL lock_timeout = '1s'")
-            if await conn.fetchval(CLAIM_KEY, key, expires_at) is None:
-                raise RuntimeError(f"hold key {key} already claimed")
-            inventory_id = await conn.fetchval(FIND_SKU, sku)
-            if await conn.fetchrow(TAKE, inventory_id, 1) is None:
-                raise RuntimeError(f"{sku} ran out")
-            await conn.execute(ADD_LINE, key, inventory_id, 1)
+        async with pool.acquire() as conn:
+            await conn.execute(BEGIN)
+            try:
+                if await conn.fetchval(CLAIM_KEY, key, expires_at) is None:
+                    raise RuntimeError(f"hold key {key} already claimed")
+                inventory_id = await conn.fetchval(FIND_SKU, sku)
+                if await conn.fetchrow(TAKE, inventory_id, 1) is None:
+                    raise RuntimeError(f"{sku} ran out")
+                await conn.execute(ADD_LINE, key, inventory_id, 1)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     return hold
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from asyncpg import Record
@@ -89,23 +89,30 @@ def _refusal_error(recorded: str | None) -> LedgerError:
     return Unavailable(shortages)
 
 
-@asynccontextmanager
-async def _undo_on_error(db: Driver, lines: Sequence[LineRef]) -> AsyncIterator[None]:
+class _UndoOnError:
     """Roll back to here on any exception; the enclosing transaction goes on.
 
     Only a hold of several lines needs a savepoint: a refused single line has changed nothing (its conditional
-    UPDATE matched no row), and the savepoint's two round trips are a fifth of a hold's.
+    UPDATE matched no row), and a savepoint costs two round trips more. A class rather than a generator-based
+    context manager, so that a single line costs no async generator either.
     """
-    if len(lines) < 2:
-        yield
-        return
-    await db.execute("SAVEPOINT hold_lines")
-    try:
-        yield
-    except BaseException:
-        await db.execute("ROLLBACK TO SAVEPOINT hold_lines")
-        raise
-    await db.execute("RELEASE SAVEPOINT hold_lines")
+
+    __slots__ = ("_db", "_savepoint")
+
+    def __init__(self, db: Driver, lines: Sequence[LineRef]) -> None:
+        self._db = db
+        self._savepoint = len(lines) > 1
+
+    async def __aenter__(self) -> None:
+        if self._savepoint:
+            await self._db.execute("SAVEPOINT hold_lines")
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._savepoint:
+            undo = error is not None
+            await self._db.execute("ROLLBACK TO SAVEPOINT hold_lines" if undo else "RELEASE SAVEPOINT hold_lines")
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ class Ledger:
                 lines = await resolve(db)  # reads only
                 # A refusal undoes the lines taken, keeping the key, which then records REJECTED in the same
                 # transaction: the key never disappears, so no duplicate can slip in between.
-                async with _undo_on_error(db, lines):
+                async with _UndoOnError(db, lines):
                     taken = await self._take(db, hold_key, lines, short_rows)
             except (Unavailable, UnknownResource) as error:
                 refusal = error

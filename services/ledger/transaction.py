@@ -10,7 +10,9 @@ Two ways into a transaction, both on the one engine's pool (`pooled_driver` alon
 their own, e.g. the sweeper's and the audit's reads):
   driver_transaction  the ledger's operations (hold, confirm, release, extend, expire): asyncpg runs the whole
                       transaction on a connection checked out of the pool, because SQLAlchemy's Connection,
-                      transaction and result layer cost more CPU than a hold's own statements;
+                      transaction and result layer cost more CPU than a hold's own statements. BEGIN and the
+                      lock_timeout go in one round trip; a connection idle in the pool is checked out without
+                      SQLAlchemy's greenlet (`_check_out_at_once`);
   ledger_transaction  the operators' upserts, written as SQLAlchemy Core statements: SQLAlchemy must own that
                       transaction, or its statements would autobegin a second one (a savepoint under asyncpg).
 """
@@ -19,14 +21,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from types import TracebackType
 from typing import Any, TypeAlias
+from weakref import WeakSet
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import (
+    DBAPIError,
+    EmulatedDBAPIException,
+    InterfaceError,
+    MissingGreenlet,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import PoolProxiedConnection, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util.concurrency import in_greenlet
 
 from services.errors import Busy, InvalidRequest, LedgerError, StorageError
 from services.unavailable import database_unavailable, is_database_unavailable, sqlstate_of
@@ -35,6 +49,8 @@ log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = "1s"
 SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+# One simple-query message, so one round trip, for both (asyncpg sends a text without arguments that way).
+BEGIN = f"BEGIN; {SET_LOCK_TIMEOUT}"
 
 # SQLSTATEs that a retry can cure, besides the database being unavailable (services/unavailable.py):
 # lock_not_available, deadlock_detected, serialization_failure, query_canceled (statement_timeout).
@@ -86,30 +102,144 @@ def translated_errors() -> Iterator[None]:
         raise translate(error) from error
 
 
-@asynccontextmanager
-async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Driver]:
+class _Pooled:
+    """`pooled_driver`: an asyncpg connection of the pool; its exit discards a broken one and checks it in.
+
+    A class rather than a generator-based context manager: the ledger enters one per operation, and an async
+    generator costs a frame, a loop hook and a StopAsyncIteration more on every entry and exit."""
+
+    __slots__ = ("_db", "_engine", "_pooled")
+    _db: Driver
+    _pooled: PoolProxiedConnection
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def __aenter__(self) -> Driver:
+        try:
+            self._pooled = await _check_out(self._engine)
+        except LedgerError:
+            raise
+        except DATABASE_ERRORS as error:
+            raise translate(error) from error
+        self._db = self._pooled.driver_connection
+        return self._db
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._release(error)
+
+    async def _release(self, error: BaseException | None) -> None:
+        """Back to the pool (dropped if broken); a driver error, the block's or the check-in's, leaves as a
+        LedgerError. Returns only when `error` is None or not a driver error (the caller lets it propagate)."""
+        try:
+            if error is not None:
+                _discard_if_broken(self._engine, self._pooled, self._db, error)
+            await _check_in(self._engine, self._pooled)
+        except LedgerError:
+            raise
+        except DATABASE_ERRORS as release_error:
+            reported = error if error is not None and _is_driver_error(error) else release_error
+            raise translate(reported) from reported
+        if error is not None and _is_driver_error(error):
+            raise translate(error) from error
+
+
+class _Transaction(_Pooled):
+    """`driver_transaction`: BEGIN ... COMMIT on a pooled asyncpg connection, ROLLBACK when the block raises.
+
+    BEGIN and COMMIT are sent as text, without asyncpg's Transaction object: its state checks and savepoint
+    bookkeeping serve nested `transaction()` blocks, which the ledger never opens (its savepoint is SQL)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Driver:
+        db = await super().__aenter__()
+        try:
+            await db.execute(BEGIN)
+        except BaseException as error:
+            await self._release(error)
+            raise
+        return db
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        db = self._db
+        if error is None:
+            try:
+                await db.execute("COMMIT")
+            except BaseException as commit_error:
+                await self._release(commit_error)
+                raise
+        elif not db.is_closed():
+            try:
+                await db.execute("ROLLBACK")
+            except Exception:
+                # The block's error is the one to report. The connection, still in a transaction or closed, is
+                # dropped by _discard_if_broken.
+                pass
+            except BaseException as cancelled:  # cancelled while rolling back: the cancellation goes on
+                await self._release(cancelled)
+                raise
+        await self._release(error)
+
+
+def pooled_driver(engine: AsyncEngine) -> AbstractAsyncContextManager[Driver]:
     """An asyncpg connection from the engine's pool, outside any transaction (each statement commits on its
     own); raises only LedgerError subclasses."""
-    with translated_errors():
-        # The pool's raw checkout: an AsyncConnection around it would cost as much CPU as two statements.
-        pooled = await engine.raw_connection()
-        db: Driver = pooled.driver_connection
-        try:
-            yield db
-        except BaseException as error:
-            _discard_if_broken(engine, pooled, db, error)
-            raise
-        finally:
-            await _check_in(engine, pooled)
+    return _Pooled(engine)
 
 
-@asynccontextmanager
-async def driver_transaction(engine: AsyncEngine) -> AsyncIterator[Driver]:
+def driver_transaction(engine: AsyncEngine) -> AbstractAsyncContextManager[Driver]:
     """BEGIN ... COMMIT with `lock_timeout` = 1 s on a pooled asyncpg connection; raises only LedgerError
-    subclasses. An exception inside the block rolls back."""
-    async with pooled_driver(engine) as db, db.transaction():
-        await db.execute(SET_LOCK_TIMEOUT)
-        yield db
+    subclasses. An exception inside the block rolls back. The block opens no asyncpg `transaction()` (asyncpg
+    refuses one inside a transaction it did not begin): a savepoint is SQL, as in the ledger's hold."""
+    return _Transaction(engine)
+
+
+def _is_driver_error(error: BaseException) -> bool:
+    return isinstance(error, DATABASE_ERRORS) and not isinstance(error, LedgerError)
+
+
+async def _check_out(engine: AsyncEngine) -> PoolProxiedConnection:
+    """The pool's raw checkout: an AsyncConnection around it would cost as much CPU as two statements."""
+    return _check_out_at_once(engine) or await engine.raw_connection()
+
+
+def _check_out_at_once(engine: AsyncEngine) -> PoolProxiedConnection | None:
+    """A pooled connection when taking one needs no I/O, without SQLAlchemy's greenlet; None otherwise.
+
+    The async engine runs every checkout in a fresh greenlet, in case the pool has to wait or (re)connect; each
+    costs CPython a frame stack of its own, an mmap and munmap pair, more than the checkout itself. With a
+    connection idle in the queue, no pre-ping and no checkout listener, a checkout is plain Python, unless the
+    connection at the head of the queue must be reconnected (the pool was invalidated, e.g. after a restart):
+    then `_connect_in_greenlet_only` stops SQLAlchemy before it connects, SQLAlchemy returns that connection to the
+    queue, invalidated, and the checkout is done again in a greenlet, which reconnects.
+    """
+    pool = engine.pool
+    if not isinstance(pool, QueuePool) or pool.checkedin() == 0 or pool._pre_ping or pool.dispatch.checkout:
+        return None
+    sync_engine = engine.sync_engine
+    if sync_engine not in _GUARDED:
+        event.listen(sync_engine, "do_connect", _connect_in_greenlet_only)
+        _GUARDED.add(sync_engine)
+    try:
+        return sync_engine.raw_connection()
+    except MissingGreenlet:
+        return None
+
+
+# Engines whose connects `_connect_in_greenlet_only` guards.
+_GUARDED: WeakSet[Engine] = WeakSet()
+
+
+def _connect_in_greenlet_only(dialect: Dialect, record: ConnectionPoolEntry, cargs: object, cparams: object) -> None:
+    """Refuse a connect outside SQLAlchemy's greenlet before the driver's connect coroutine exists (SQLAlchemy's
+    own refusal would come after, leaving that coroutine never awaited); inside one, let the dialect connect."""
+    if not in_greenlet():
+        raise MissingGreenlet("a pooled connection must reconnect: checked out again in a greenlet")
 
 
 async def _check_in(engine: AsyncEngine, pooled: PoolProxiedConnection) -> None:
