@@ -139,6 +139,8 @@ class AvailabilityCache:
         self._metrics = CacheMetrics(registry)
         # Log the first failure and the recovery, not every failed call while Redis stays down.
         self._healthy = True
+        # publish_soon's publishes on their way (kept referenced until done; aclose waits for them).
+        self._publishing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -203,6 +205,20 @@ class AvailabilityCache:
             return
         self._succeeded()
 
+    def publish_soon(self, rows: Sequence[RowChange]) -> None:
+        """`publish` in a task of its own: the caller does not wait for Redis (see AvailabilitySink.publish_soon).
+        Versions keep the order right: a publish that lands after a newer one changes nothing."""
+        if not rows:
+            return
+        task = asyncio.ensure_future(self.publish(rows))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def published(self) -> None:
+        """Wait until every publish_soon publish has landed (or failed: publish never raises)."""
+        while self._publishing:
+            await asyncio.gather(*self._publishing)
+
     async def available(self, service: str, resources: Sequence[str]) -> dict[str, int] | None:
         """Available units per resource found, in one round trip. Absent = unknown; None = cache unusable."""
         if not resources:
@@ -244,6 +260,7 @@ class AvailabilityCache:
         return True
 
     async def aclose(self) -> None:
+        await self.published()
         if self._owns_client:
             await self._client.aclose()
 

@@ -57,3 +57,11 @@ class AvailabilitySink(Protocol):
     """
 
     async def publish(self, rows: list[RowState]) -> None: ...
+
+    def publish_soon(self, rows: list[RowState]) -> None:
+        """Publish without waiting for it: for a change that only lowers availability (a hold) or refreshes
+        what is cached (a refusal), which the cache may show late at no risk: a row shown with more units than it
+        has only sends a checkout to its saga, where PostgreSQL decides. A change that raises availability (a
+        release, an expiry) is published with `publish`, before its caller answers, so that released inventory
+        is never turned away. Publishes still on their way when the sink closes are finished first."""
+        ...

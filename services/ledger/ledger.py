@@ -163,12 +163,15 @@ class Ledger:
             except (Unavailable, UnknownResource) as error:
                 refusal = error
                 await db.execute(sql.reject, hold_key, json.dumps(_refusal_reason(error)))
+        # Published without waiting (AvailabilitySink.publish_soon): a hold only lowers availability, and a
+        # cache that shows it a moment late sends a checkout or two to the saga, while waiting for Redis would
+        # lengthen every hold.
         if refusal is not None:
             # A sold-out row stops changing; republishing it keeps its cache entry alive (same version only
             # refreshes the TTL), so the API's sold-out fast path keeps answering for it.
-            await self.publish(short_rows)
+            self.publish_soon(short_rows)
             raise refusal
-        await self.publish([state for state, _ in taken])
+        self.publish_soon([state for state, _ in taken])
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [(s.resource, q) for s, q in taken])
 
     async def confirm(self, hold_key: str) -> HoldResult:
@@ -383,6 +386,10 @@ class Ledger:
                 f"counters out of bounds: capacity {row['capacity']}, held {row['held']}, sold {row['sold']}"
             )
         return Violation(service=self.service, resource=row["resource"], problem="; ".join(problems))
+
+    def publish_soon(self, rows: list[RowState]) -> None:
+        if rows and self.sink is not None:
+            self.sink.publish_soon(rows)
 
     async def publish(self, rows: list[RowState]) -> None:
         if not rows or self.sink is None:

@@ -22,8 +22,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api import sold_out
-from api.routes import checkouts
 from api.idempotency import checkout_id
+from api.routes import checkouts
 from api.sold_out import SoldOutLane
 from booking_saga.embedded import free_port, start_redis
 from booking_saga.settings import Settings
@@ -64,6 +64,14 @@ class Stack:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    async def cache_shows(self, sku: str, available: int) -> None:
+        cache = self.app.state.booking.cache
+        for _ in range(100):  # polls until the worker's publish landed; the bound only stops a hung test
+            if await cache.available("orders", [sku]) == {sku: available}:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the cache never showed {available} of {sku} available")
 
     async def checkout(self, body: dict[str, Any], key: str) -> httpx.Response:
         return await self.http.post("/v1/checkouts", json=body, headers={"Idempotency-Key": key})
@@ -150,7 +158,9 @@ async def test_a_key_with_a_saga_keeps_its_answer_when_the_cache_shows_sold_out(
     assert held.status_code == 201, held.text
     before = stack.fast_rejections
 
-    # The worker published the hold: the cache now shows the sku sold out, yet this key's saga answers.
+    # The worker publishes the hold (after the hold's answer: a cache that shows it late only sends a few more
+    # checkouts to their sagas): once the cache shows the sku sold out, this key's saga still answers.
+    await stack.cache_shows(sku, 0)
     other, other_key = buyer(sku)
     assert_problem(await stack.checkout(other, other_key), 409, "not enough inventory")
     assert stack.fast_rejections - before == 1
