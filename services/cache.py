@@ -139,8 +139,9 @@ class AvailabilityCache:
         self._metrics = CacheMetrics(registry)
         # Log the first failure and the recovery, not every failed call while Redis stays down.
         self._healthy = True
-        # publish_soon's publishes on their way (kept referenced until done; aclose waits for them).
-        self._publishing: set[asyncio.Task[None]] = set()
+        # publish_soon's rows not yet sent, and the task sending them (aclose waits for it).
+        self._unsent: list[RowChange] = []
+        self._sender: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(
@@ -206,18 +207,24 @@ class AvailabilityCache:
         self._succeeded()
 
     def publish_soon(self, rows: Sequence[RowChange]) -> None:
-        """`publish` in a task of its own: the caller does not wait for Redis (see AvailabilitySink.publish_soon).
-        Versions keep the order right: a publish that lands after a newer one changes nothing."""
+        """`publish` without waiting for Redis (see AvailabilitySink.publish_soon). Rows handed over while a
+        publish is on its way go together in the next one: concurrent holds cost one EVALSHA, not one each.
+        Versions keep the order right: a row that lands after a newer one changes nothing."""
         if not rows:
             return
-        task = asyncio.ensure_future(self.publish(rows))
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+        self._unsent.extend(rows)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_unsent())
+
+    async def _send_unsent(self) -> None:
+        while self._unsent:
+            rows, self._unsent = self._unsent, []
+            await self.publish(rows)  # never raises
 
     async def published(self) -> None:
-        """Wait until every publish_soon publish has landed (or failed: publish never raises)."""
-        while self._publishing:
-            await asyncio.gather(*self._publishing)
+        """Wait until every row handed to publish_soon has been published (or failed to be: it is only a hint)."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
 
     async def available(self, service: str, resources: Sequence[str]) -> dict[str, int] | None:
         """Available units per resource found, in one round trip. Absent = unknown; None = cache unusable."""

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from booking_saga.settings import Settings
 from services.cache import AvailabilityCache
+from services.protocol import RowState
 from services.types import RowAvailability
 from tests.cache.conftest import HEALTHY_BUDGET_MS, change
 
@@ -153,3 +154,26 @@ async def test_nothing_to_do_costs_nothing(cache: AvailabilityCache) -> None:
 def test_settings_without_a_redis_url_are_refused() -> None:
     with pytest.raises(ValueError, match="REDIS_URL"):
         AvailabilityCache.from_settings(Settings(redis_url=""))
+
+
+async def test_rows_handed_over_meanwhile_go_together_and_the_newest_version_stays(
+    cache: AvailabilityCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """publish_soon: rows handed over while a publish is on its way share the next one; versions still decide."""
+    sent: list[int] = []
+    real_publish = cache.publish
+
+    async def counted(rows: list[RowState]) -> None:
+        sent.append(len(rows))
+        await real_publish(rows)
+
+    monkeypatch.setattr(cache, "publish", counted)
+    for version in range(1, 21):
+        cache.publish_soon([change("BA117/economy", version=version, capacity=100, held=version),
+                            change(f"SKU-{version}", version=1, capacity=5, held=1, service="orders")])
+    cache.publish_soon([change("BA117/economy", version=3, capacity=100, held=3)])  # late and stale: changes nothing
+    await cache.published()
+
+    assert sum(sent) == 41 and len(sent) <= 2, sent
+    assert await cache.available("flight", ["BA117/economy"]) == {"BA117/economy": 100 - 20}
+    assert await cache.available("orders", [f"SKU-{v}" for v in (1, 20)]) == {"SKU-1": 4, "SKU-20": 4}

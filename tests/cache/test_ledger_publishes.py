@@ -59,9 +59,9 @@ async def test_a_hold_does_not_wait_for_redis_and_its_publish_lands(
     try:
         await orders.upsert(sku, ItemInventory(stock=3))
         await orders.hold(unique("wf") + ":orders", ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), expires_at)
-        assert cache._publishing, "the hold waited for its publish"
+        assert cache._sender is not None and not cache._sender.done(), "the hold waited for its publish"
         await cache.published()
-        assert not cache._publishing
+        assert cache._sender.done() and not cache._unsent
         assert await cache.available("orders", [sku]) == {sku: 2}
 
         await closing_orders.hold(
