@@ -71,10 +71,9 @@ async def _measure_shapes(stack: BenchStack, api: BenchApi, client: Client, size
 
 
 def _profiled(stack: BenchStack, out: Path, shape: Shape) -> contextlib.AbstractContextManager[None]:
-    """py-spy on the API and workers during the real checkouts (BENCH_PROFILE=1); nothing for the floors."""
-    if shape.noop:
-        return contextlib.nullcontext()
-    return profiling.sampling(_pids(stack, ("api", "workers")), out, f"checkouts-{shape.placement}")
+    """py-spy on the API and workers during each shape's checkouts (BENCH_PROFILE=1): the floors' profiles beside
+    the real ones show what the real checkout adds."""
+    return profiling.sampling(_pids(stack, ("api", "workers")), out, f"checkouts-{shape.key}")
 
 
 async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figure], dict[str, Any]]:
