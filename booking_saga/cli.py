@@ -71,7 +71,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from booking_saga.maintenance import migrate
 
     _need_database(settings)
-    asyncio.run(migrate(settings.database_url))
+    asyncio.run(migrate(settings.database_url, settings.participant_database_urls))
     print("migrated to head")
     return 0
 
@@ -80,7 +80,7 @@ def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
     from booking_saga.maintenance import seed
 
     _need_database(settings)
-    asyncio.run(seed(settings.database_url))
+    asyncio.run(seed(settings.database_url, settings.participant_database_urls))
     print("demo inventory seeded")
     return 0
 
@@ -89,7 +89,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from booking_saga.maintenance import audit, audit_sagas
 
     _need_database(settings)
-    violations = asyncio.run(audit(settings.database_url))
+    violations = asyncio.run(audit(settings.database_url, settings.participant_database_urls))
     report: dict[str, object] = {"ok": not violations, "violations": [v.model_dump() for v in violations]}
     if args.sagas:  # needs Temporal (TEMPORAL_ADDRESS) too
         sagas = asyncio.run(audit_sagas(settings, since=args.since, limit=args.limit))

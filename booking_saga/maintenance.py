@@ -1,13 +1,18 @@
-"""Database chores shared by `dev`, `migrate`, `seed` and `audit`: each opens and disposes its own engine."""
+"""Database chores shared by `dev`, `migrate`, `seed` and `audit`: each opens and disposes its own engines.
+
+Each takes the default database URL and the participants' own ones (PARTICIPANT_DATABASE_URLS): every database a
+participant uses is migrated, and each participant is seeded and audited in its own database, as the workers
+and the API use it (services.db.Engines).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from services.db import create_engine
+from services.db import Engines
 from services.migrate import upgrade
-from services.registry import build_services
 from services.seed import seed_demo
 from services.types import Violation
 
@@ -16,16 +21,19 @@ if TYPE_CHECKING:
     from workflows.saga_audit import SagaAuditReport
 
 
-async def migrate(database_url: str) -> None:
-    await upgrade(database_url)
+async def migrate(database_url: str, own_urls: Mapping[str, str] | None = None) -> None:
+    """Every migration on every database a participant uses (a database gets every schema; those of participants
+    kept elsewhere stay empty)."""
+    for url in Engines(database_url, dict(own_urls or {})).urls():
+        await upgrade(url)
 
 
-async def seed(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=2)
+async def seed(database_url: str, own_urls: Mapping[str, str] | None = None) -> None:
+    engines = Engines(database_url, dict(own_urls or {}), pool_size=2)
     try:
-        await seed_demo(build_services(engine), datetime.now(UTC).date())
+        await seed_demo(engines.services(), datetime.now(UTC).date())
     finally:
-        await engine.dispose()
+        await engines.dispose()
 
 
 async def audit_sagas(
@@ -36,23 +44,23 @@ async def audit_sagas(
     from workflows.saga_audit import audit_sagas as run_audit
     from workflows.saga_audit import ledgers_of
 
-    engine = create_engine(settings.database_url, pool_size=2)
+    engines = Engines(settings.database_url, settings.participant_database_urls, pool_size=2)
     try:
         client = await connect(settings)
         return await run_audit(
-            client, ledgers_of(build_services(engine)), grace_seconds=settings.sweeper_grace_seconds,
+            client, ledgers_of(engines.services()), grace_seconds=settings.sweeper_grace_seconds,
             task_queue=settings.task_queue_checkout, since=since, limit=limit,
         )
     finally:
-        await engine.dispose()
+        await engines.dispose()
 
 
-async def audit(database_url: str) -> list[Violation]:
-    engine = create_engine(database_url, pool_size=2)
+async def audit(database_url: str, own_urls: Mapping[str, str] | None = None) -> list[Violation]:
+    engines = Engines(database_url, dict(own_urls or {}), pool_size=2)
     try:
         violations: list[Violation] = []
-        for service in build_services(engine).values():
+        for service in engines.services().values():
             violations += await service.audit()
         return violations
     finally:
-        await engine.dispose()
+        await engines.dispose()
