@@ -1,7 +1,7 @@
 """The faults of a chaos run, injected one at a time on a schedule, each followed by a restart.
 
-- worker: SIGKILL one `booking-saga worker --service X`, a checkout (workflow) worker and a flight, hotel or
-  orders (activity) worker in turn; back: the same command again.
+- worker: SIGKILL one `booking-saga worker --service X`, a checkout (workflow) worker and a participant's
+  (activity) worker in turn; back: the same command again.
 - api: SIGKILL one `booking-saga api` replica; back: the same command, once /healthz answers.
 - redis: SIGKILL redis-server; back: the same command, once the port answers.
 - postgres: `pg_ctl stop -m immediate` (no checkpoint); back: `pg_ctl start -w`, through crash recovery.

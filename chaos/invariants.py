@@ -26,10 +26,12 @@ import asyncpg
 import httpx
 
 from chaos.load import SETTLED, CheckoutRecord, Customers, units
+from services.registry import PARTICIPANTS
 
 FINAL = (*SETTLED, "REJECTED", "FAILED")
-LEDGER_SCHEMAS = ("flight", "hotel", "orders")
-PART_SERVICES = {"flight": "flight", "hotel": "hotel", "items": "orders"}
+# Every participant's ledger (its schema is its name) and the checkout-body field that reaches it.
+LEDGER_SCHEMAS = tuple(p.name for p in PARTICIPANTS)
+PART_SERVICES = {p.field: p.name for p in PARTICIPANTS}
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Literal
 
 import httpx
 
+from services.registry import PARTICIPANTS
+
 Decision = Literal["confirm", "cancel", "expire"]
 SETTLED = ("CONFIRMED", "CANCELLED", "EXPIRED")
 CUSTOMERS = 100
@@ -36,6 +38,8 @@ class Inventory:
     room_types: dict[str, int]
     nights: int
     skus: dict[str, int]
+    depots: tuple[str, ...]
+    car_classes: dict[str, int]
 
     @classmethod
     def build(cls, run_id: str, scale: int) -> Inventory:
@@ -50,6 +54,8 @@ class Inventory:
             room_types={"deluxe": 8 * scale, "standard": 20 * scale},
             nights=10,
             skus={f"{p}-SKU1": 150 * scale, f"{p}-SKU2": 150 * scale, f"{p}-SKU3": 80 * scale, f"{p}-LTD": 5},
+            depots=(f"{p}-D1", f"{p}-D2"),
+            car_classes={"compact": 10 * scale, "van": 3 * scale},
         )
 
 
@@ -207,8 +213,9 @@ class Customers:
 
     def _body(self, rng: random.Random, customer: str, hold: int) -> dict[str, object]:
         inv = self.inventory
-        parts = [name for name, p in (("flight", 0.6), ("hotel", 0.4), ("items", 0.6)) if rng.random() < p]
-        parts = parts or [rng.choice(("flight", "hotel", "items"))]
+        shares = (("flight", 0.6), ("hotel", 0.4), ("car", 0.3), ("items", 0.6))
+        parts = [name for name, p in shares if rng.random() < p]
+        parts = parts or [rng.choice([name for name, _ in shares])]
         body: dict[str, object] = {"customer_id": customer, "hold_seconds": hold}
         if "flight" in parts:
             body["flight"] = {"flight_id": rng.choice(inv.flights),
@@ -219,6 +226,11 @@ class Customers:
             body["hotel"] = {"hotel_id": rng.choice(inv.hotels), "room_type": rng.choice(list(inv.room_types)),
                              "check_in": check_in.isoformat(),
                              "check_out": (check_in + timedelta(days=rng.randint(1, 3))).isoformat(), "rooms": 1}
+        if "car" in parts:
+            pick_up = inv.first_night + timedelta(days=rng.randrange(inv.nights - 3))
+            body["car"] = {"depot_id": rng.choice(inv.depots), "car_class": rng.choice(list(inv.car_classes)),
+                           "pick_up": pick_up.isoformat(),
+                           "drop_off": (pick_up + timedelta(days=rng.randint(1, 3))).isoformat(), "cars": 1}
         if "items" in parts:
             skus = rng.sample(sorted(inv.skus), k=rng.randint(1, 2))
             body["items"] = [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in skus]
@@ -252,24 +264,13 @@ def _retry_after(response: httpx.Response | None, rng: random.Random) -> float:
 
 
 def units(body: dict[str, object]) -> dict[tuple[str, str], int]:
-    """(service, ledger resource) -> units a confirmed checkout of `body` sells: 'FL/economy',
-    'H/deluxe/2026-12-01' (one row per night), 'SKU'."""
+    """(service, ledger resource) -> units a confirmed checkout of `body` sells, as each participant names its
+    rows (Participant.rows): 'FL/economy', 'H/deluxe/2026-12-01' (one row per night), 'SKU'."""
     sold: dict[tuple[str, str], int] = {}
-
-    def add(service: str, resource: str, quantity: int) -> None:
-        sold[(service, resource)] = sold.get((service, resource), 0) + quantity
-
-    flight = body.get("flight")
-    if isinstance(flight, dict):
-        add("flight", f"{flight['flight_id']}/{flight['seat_class']}", int(flight["seats"]))
-    hotel = body.get("hotel")
-    if isinstance(hotel, dict):
-        night = date.fromisoformat(str(hotel["check_in"]))
-        while night < date.fromisoformat(str(hotel["check_out"])):
-            add("hotel", f"{hotel['hotel_id']}/{hotel['room_type']}/{night.isoformat()}", int(hotel["rooms"]))
-            night += timedelta(days=1)
-    items = body.get("items")
-    if isinstance(items, list):
-        for line in items:
-            add("orders", str(line["sku"]), int(line["quantity"]))
+    for participant in PARTICIPANTS:
+        part = body.get(participant.field)
+        if part is None:
+            continue
+        for resource, quantity in participant.rows(participant.to_request(part)).items():
+            sold[(participant.name, resource)] = sold.get((participant.name, resource), 0) + quantity
     return sold

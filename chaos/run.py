@@ -119,6 +119,10 @@ def _seed(stack: ChaosStack, inventory: Inventory) -> None:
         puts.append((f"/v1/inventory/hotels/{hotel}", {
             "city": "London", "rooms": inventory.room_types, "nights_from": inventory.first_night.isoformat(),
             "nights_to": inventory.first_night.fromordinal(last_night).isoformat()}))
+    for depot in inventory.depots:
+        puts.append((f"/v1/inventory/cars/{depot}", {
+            "city": "London", "cars": inventory.car_classes, "days_from": inventory.first_night.isoformat(),
+            "days_to": inventory.first_night.fromordinal(last_night).isoformat()}))
     for sku, stock in inventory.skus.items():
         puts.append((f"/v1/inventory/items/{sku}", {"stock": stock}))
     with httpx.Client(base_url=stack.api_urls[0], headers=headers, timeout=30) as http:

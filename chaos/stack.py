@@ -15,10 +15,11 @@ from pathlib import Path
 
 from booking_saga.embedded import free_port
 from chaos.servers import Managed, Postgres, Redis, Temporal, wait_http_ok
+from services.registry import NAMES
 
 REPLICAS = 2
 # What chaos.load's checkouts touch: a worker fault picks one of these.
-LOADED_WORKERS = ("checkout", "flight", "hotel", "orders")
+LOADED_WORKERS = ("checkout", *NAMES)
 
 
 def worker_choices() -> list[str]:
@@ -114,7 +115,7 @@ class ChaosStack:
         wait_http_ok(f"{self.api_urls[index]}/healthz", timeout=120)
 
     def loaded_workers(self) -> list[Managed]:
-        """The workers the load's checkouts run on (the workflow's and those of flight, hotel and orders)."""
+        """The workers the load's checkouts run on (the workflow's and every participant's)."""
         used = [w for w in self.workers if w.args[-1] in LOADED_WORKERS]
         return used or self.workers
 

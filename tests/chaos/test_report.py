@@ -11,6 +11,7 @@ BODY: dict[str, object] = {
     "customer_id": "c", "flight": {"flight_id": "F1", "seat_class": "economy", "seats": 2},
     "hotel": {"hotel_id": "H1", "room_type": "deluxe", "check_in": "2031-01-01", "check_out": "2031-01-03",
               "rooms": 1},
+    "car": {"depot_id": "D1", "car_class": "van", "pick_up": "2031-01-01", "drop_off": "2031-01-03", "cars": 2},
     "items": [{"sku": "S1", "quantity": 3}],
 }
 
@@ -26,7 +27,8 @@ def record(checkout_id: str, decision: str, final: str, *, started: float, ended
 
 def test_units_name_the_ledger_rows() -> None:
     assert units(BODY) == {("flight", "F1/economy"): 2, ("hotel", "H1/deluxe/2031-01-01"): 1,
-                           ("hotel", "H1/deluxe/2031-01-02"): 1, ("orders", "S1"): 3}
+                           ("hotel", "H1/deluxe/2031-01-02"): 1, ("orders", "S1"): 3,
+                           ("cars", "D1/van/2031-01-01"): 2, ("cars", "D1/van/2031-01-02"): 2}
 
 
 def test_every_kind_is_planned_at_least_once() -> None:
@@ -39,8 +41,8 @@ def test_every_kind_is_planned_at_least_once() -> None:
 def test_a_clean_run_and_a_broken_one() -> None:
     sold = record("co-1", "confirm", "CONFIRMED", started=0, ended=3)
     cancelled = record("co-2", "cancel", "CANCELLED", started=10, ended=12)
-    holds = {f"co-1:{s}": "CONFIRMED" for s in ("flight", "hotel", "orders")}
-    holds |= {f"co-2:{s}": "RELEASED" for s in ("flight", "hotel", "orders")}
+    holds = {f"co-1:{s}": "CONFIRMED" for s in ("flight", "hotel", "cars", "orders")}
+    holds |= {f"co-2:{s}": "RELEASED" for s in ("flight", "hotel", "cars", "orders")}
     rows = {row: (0, n) for row, n in units(BODY).items()}
     ledger = LedgerState(holds, rows)
     faults = [Fault("postgres", "postgres", 1.0, 2.0)]
