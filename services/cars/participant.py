@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from services.cars.schemas import CarAvailability, CarRentalQuery, CarRequest, DepotInventory
-from services.participant import InventoryService, Participant, ResourceRoutes
+from services.cars.schemas import RULES, CarAvailability, CarRentalQuery, CarRequest, DepotInventory
+from services.dated import DatedLine, DatedParticipant
+from services.participant import InventoryService, ResourceRoutes
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,16 +24,13 @@ DEMO_CARS = {"economy": 12, "compact": 6, "suv": 2}
 DEMO_DAYS = 30
 
 
-def resource_name(depot_id: str, car_class: str, day: date) -> str:
-    return f"{depot_id}/{car_class}/{day.isoformat()}"
-
-
-class CarsParticipant(Participant[CarRequest]):
+class CarsParticipant(DatedParticipant[CarRequest]):
     name = "cars"
     field = "car"
     title = "Car rental"
     request_model = CarRequest
     quantity_field = "cars"
+    rules = RULES
     routes = ResourceRoutes(
         collection="cars", id_name="depot_id", noun="depot", query=CarRentalQuery,
         availability=CarAvailability, upsert=DepotInventory,
@@ -42,14 +40,12 @@ class CarsParticipant(Participant[CarRequest]):
         "capacity of each car class named. Answers the availability over those days.",
     )
 
-    def rows(self, request: CarRequest) -> dict[str, int]:
-        return {resource_name(request.depot_id, request.car_class, day): request.cars for day in request.days()}
+    def line(self, request: CarRequest) -> DatedLine:
+        return DatedLine(request.depot_id, request.car_class, request.pick_up, request.drop_off, request.cars)
 
-    def describe(self, request: CarRequest) -> str:
-        return f"{request.depot_id}/{request.car_class} {request.pick_up}..{request.drop_off} x{request.cars}"
-
-    def resources(self, request: CarRequest) -> list[str]:
-        return [f"{request.depot_id}/{request.car_class}"]
+    def request(self, line: DatedLine) -> CarRequest:
+        return CarRequest(depot_id=line.site, car_class=line.kind, pick_up=line.first, drop_off=line.end,
+                          cars=line.quantity)
 
     def demo_offers(self, today: date) -> list[CarRequest]:
         pick_up = today + timedelta(days=1)

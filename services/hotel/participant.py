@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from services.hotel.schemas import HotelAvailability, HotelInventory, HotelRequest, StayQuery
-from services.participant import InventoryService, Participant, ResourceRoutes
+from services.dated import DatedLine, DatedParticipant
+from services.hotel.schemas import RULES, HotelAvailability, HotelInventory, HotelRequest, StayQuery
+from services.participant import InventoryService, ResourceRoutes
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,16 +20,13 @@ DEMO_ROOMS = {"standard": 20, "deluxe": 8, "suite": 2}
 DEMO_NIGHTS = 30
 
 
-def resource_name(hotel_id: str, room_type: str, night: date) -> str:
-    return f"{hotel_id}/{room_type}/{night.isoformat()}"
-
-
-class HotelParticipant(Participant[HotelRequest]):
+class HotelParticipant(DatedParticipant[HotelRequest]):
     name = "hotel"
     field = "hotel"
     title = "Hotels"
     request_model = HotelRequest
     quantity_field = "rooms"
+    rules = RULES
     routes = ResourceRoutes(
         collection="hotels", id_name="hotel_id", noun="hotel", query=StayQuery,
         availability=HotelAvailability, upsert=HotelInventory,
@@ -38,14 +36,12 @@ class HotelParticipant(Participant[HotelRequest]):
         "the capacity of each room type named. Answers the availability over those nights.",
     )
 
-    def rows(self, request: HotelRequest) -> dict[str, int]:
-        return {resource_name(request.hotel_id, request.room_type, night): request.rooms for night in request.nights()}
+    def line(self, request: HotelRequest) -> DatedLine:
+        return DatedLine(request.hotel_id, request.room_type, request.check_in, request.check_out, request.rooms)
 
-    def describe(self, request: HotelRequest) -> str:
-        return f"{request.hotel_id}/{request.room_type} {request.check_in}..{request.check_out} x{request.rooms}"
-
-    def resources(self, request: HotelRequest) -> list[str]:
-        return [f"{request.hotel_id}/{request.room_type}"]
+    def request(self, line: DatedLine) -> HotelRequest:
+        return HotelRequest(hotel_id=line.site, room_type=line.kind, check_in=line.first, check_out=line.end,
+                            rooms=line.quantity)
 
     def demo_offers(self, today: date) -> list[HotelRequest]:
         check_in = today + timedelta(days=1)
