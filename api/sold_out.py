@@ -8,8 +8,9 @@ Contract:
   (`sold_out_view`, the rule the route follows), it answers the route's 409 itself: the same problem body,
   headers, metrics and log binding. Every other request, including every one the route would refuse, goes on to
   the route unchanged (its body replayed), which answers it as before.
-- A request the lane looked at and found not sold out is marked (`LOOKED`), so the route does not read the cache
-  a second time; the route still looks itself when the lane could not (the lane absent or failed).
+- A request the lane looked at and found not sold out carries its `Attempt` on to the route (`looked_at`), so
+  the route neither reads the cache nor derives the checkout id and hash a second time; the route still does
+  both itself when the lane could not (the lane absent or failed).
 - `sold_out_view` decides, for both: see its docstring for the idempotency rule.
 
 Why a lane: in a flash sale nearly every request is a late buyer's 409, and the per-request cost of the framework
@@ -49,8 +50,8 @@ from workflows.models import CheckoutRequest, CheckoutView
 log = logging.getLogger(__name__)
 
 CHECKOUTS_PATH = "/v1/checkouts"
-# Set on a request's scope when the lane read the cache for it and found nothing short.
-LOOKED = "booking_saga.sold_out_looked"
+# The scope key of the Attempt the lane read the cache for and found nothing short (`looked_at`).
+_LOOKED = "booking_saga.sold_out_looked"
 _KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
@@ -75,6 +76,12 @@ def attempt_of(settings: Settings, body: CheckoutBody, idempotency_key: str) -> 
     request = body.to_request()
     cid = checkout_id(settings.checkout_id_secret, request.customer_id, idempotency_key)
     return Attempt(request, cid, request_hash(request, hold_seconds), hold_seconds)
+
+
+def looked_at(scope: Scope) -> Attempt | None:
+    """The attempt the lane already found not short for this request, or None when it did not look."""
+    attempt = scope.get(_LOOKED)
+    return attempt if isinstance(attempt, Attempt) else None
 
 
 async def sold_out_view(state: AppState, attempt: Attempt) -> CheckoutView | None:
@@ -162,7 +169,7 @@ class SoldOutLane:
                                            time.perf_counter() - started)
             return answer_problem(scope["path"], problem, state.metrics)
         if view is None:
-            scope[LOOKED] = True
+            scope[_LOOKED] = attempt
             return None
         outcome = view.status.value.lower()
         state.metrics.fast_path_rejections.inc()

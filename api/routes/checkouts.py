@@ -17,7 +17,7 @@ from api.identity import CallerDep, CallerOrOperatorDep, auth_docs, check_may_ch
 from api.precheck import check_resources_exist
 from api.problems import ProblemError, problem_docs, service_unavailable
 from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody, HoldLimitProblem
-from api.sold_out import CHECKOUTS_PATH, LOOKED, attempt_of, sold_out_view
+from api.sold_out import CHECKOUTS_PATH, attempt_of, looked_at, sold_out_view
 from services.customer_limits import LimitExceeded
 from services.errors import LedgerError
 from services.logcontext import bind_checkout
@@ -106,15 +106,17 @@ async def create_checkout(
     outcome = "error"
     view: CheckoutView | None = None
     try:
+        # Sold-out answers are normally given before routing (api/sold_out.py), which hands on the attempt it
+        # looked at; the rest is for when the lane could not look.
+        looked = looked_at(http.scope)
         try:
-            attempt = attempt_of(state.settings, body, idempotency_key)
+            attempt = looked or attempt_of(state.settings, body, idempotency_key)
         except ProblemError:
             outcome = "invalid"
             raise
         bind_checkout(attempt.checkout_id)  # every later log line of this request carries the checkout id
         request, cid, digest = attempt.request, attempt.checkout_id, attempt.digest
-        # Sold-out answers are normally given before routing (api/sold_out.py); this is for when the lane could not.
-        if not http.scope.get(LOOKED) and (view := await sold_out_view(state, attempt)) is not None:
+        if looked is None and (view := await sold_out_view(state, attempt)) is not None:
             outcome = view.status.value.lower()
             state.metrics.fast_path_rejections.inc()
             raise not_placed(view)
