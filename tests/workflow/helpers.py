@@ -14,7 +14,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 
 from booking_saga.settings import Settings
-from services.errors import Busy
+from services.errors import Busy, InvalidRequest
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
@@ -106,6 +106,23 @@ class FaultyService:
         return await self.real.extend(hold_key, expires_at)
 
     def __getattr__(self, attr: str) -> Any:  # alternatives, audit, availability, upsert, expire_overdue
+        return getattr(self.real, attr)
+
+
+@dataclass
+class RefusingRelease:
+    """A service whose release fails with a non-retryable error while `refuse` is set: the saga reaches
+    NEEDS_ATTENTION at once instead of after its release patience (real time on the dev server)."""
+
+    real: FaultyService
+    refuse: bool = False
+
+    async def release(self, hold_key: str) -> HoldResult:
+        if self.refuse:
+            raise InvalidRequest("release refused (injected)")
+        return await self.real.release(hold_key)
+
+    def __getattr__(self, attr: str) -> Any:
         return getattr(self.real, attr)
 
 

@@ -8,7 +8,6 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -21,29 +20,11 @@ from booking_saga.embedded import free_port
 from booking_saga.settings import Settings
 from booking_saga.temporal import metrics_runtime
 from booking_saga.worker import build_workers
-from services.errors import InvalidRequest
 from services.registry import NAMES
-from services.types import HoldResult
-from tests.workflow.helpers import FaultyService, seed, unique
+from tests.workflow.helpers import FaultyService, RefusingRelease, seed, unique
 from workflows.models import CANCEL, CONFIRM, CheckoutStatus, CheckoutView
 
 pytestmark = [pytest.mark.devserver]
-
-
-@dataclass
-class RefusingRelease:
-    """A release that fails for good while `refuse` is set: NEEDS_ATTENTION without waiting out the retries."""
-
-    real: FaultyService
-    refuse: bool = False
-
-    async def release(self, hold_key: str) -> HoldResult:
-        if self.refuse:
-            raise InvalidRequest("release refused (injected)")
-        return await self.real.release(hold_key)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.real, attr)
 
 
 @dataclass

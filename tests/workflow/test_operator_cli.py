@@ -24,30 +24,11 @@ from booking_saga import checkouts_cli
 from booking_saga.cli import build_parser, main
 from booking_saga.settings import Settings, get_settings
 from booking_saga.worker import build_workers
-from services.errors import InvalidRequest
 from services.registry import NAMES
-from services.types import HoldResult
-from tests.workflow.helpers import FaultyService, Inventory, seed, unique
+from tests.workflow.helpers import FaultyService, Inventory, RefusingRelease, seed, unique
 from workflows.models import CONFIRM, CheckoutRequest, CheckoutStatus, CheckoutView
 
 pytestmark = [pytest.mark.devserver]
-
-
-@dataclass
-class RefusingRelease:
-    """The hotel's service whose release fails with a non-retryable error while `refuse` is set: the saga reaches
-    NEEDS_ATTENTION at once instead of after its release patience (real time on the dev server)."""
-
-    real: FaultyService
-    refuse: bool = False
-
-    async def release(self, hold_key: str) -> HoldResult:
-        if self.refuse:
-            raise InvalidRequest("release refused (injected)")
-        return await self.real.release(hold_key)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.real, attr)
 
 
 @dataclass
