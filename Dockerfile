@@ -8,12 +8,14 @@ WORKDIR /app
 COPY requirements/prod.lock ./requirements/
 RUN pip install --require-hashes -r requirements/prod.lock
 COPY pyproject.toml README.md ./
+COPY settings ./settings
+COPY runtime ./runtime
 COPY booking_saga ./booking_saga
 COPY api ./api
+COPY checkouts ./checkouts
 COPY workflows ./workflows
 COPY activities ./activities
 COPY services ./services
-COPY bench ./bench
 # Production installs no embedded servers: PostgreSQL, Redis and Temporal come from DATABASE_URL, REDIS_URL,
 # TEMPORAL_ADDRESS.
 RUN pip install --no-deps --no-build-isolation .

@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install dev test lint compose-check bench clean lock
+.PHONY: install dev test lint docs docs-serve compose-check bench clean lock mutation
 
 # Every install comes from the hashed lock (PyPI only): two machines get the same bytes. `make lock` rewrites the
 # locks after a dependency change in pyproject.toml, keeping every other pin; `make lock UPGRADE=1` moves all pins
@@ -36,18 +36,31 @@ lock: $(BIN)/uv
 dev: $(BIN)/.installed
 	$(BIN)/booking-saga dev
 
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed lint docs
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The manual (docs/, mkdocs.yml) as a site in .site/: strict, so a broken link or anchor fails `make test`.
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
+
+docs-serve: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 bench: $(BIN)/.installed
 	$(BIN)/booking-saga bench
 
+# The compose file's required variables (every secret) come from the environment or an .env file; .ci/run passes
+# placeholders.
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet
 
 clean:
-	rm -rf $(VENV) .data .bench .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .data .bench .site .pytest_cache .ruff_cache .hypothesis
+
+# Mutation testing of the ledger (outside CI: the ledger tests run once per mutant). `mutmut browse` shows survivors.
+mutation: $(BIN)/.installed
+	$(BIN)/mutmut run; $(BIN)/mutmut results

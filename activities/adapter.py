@@ -14,29 +14,33 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
-from activities.models import OPERATIONS, ExtendHoldInput, HoldInput, activity_name, hold_input_for
-from services.errors import HoldNotActive, LedgerError, Unavailable, UnknownResource
+from activities.models import ExtendHoldInput, HoldInput, RefundInput, activity_name, hold_input_for, operations_of
+from services.errors import ErrorType, LedgerError, decode, error_type
 from services.participant import HoldOperations
 from services.registry import AnyParticipant
-from services.types import Alternative, Frozen, HoldResult
+from services.types import Alternative, Frozen, HoldResult, RefundResult
 
 
 def to_application_error(err: LedgerError) -> ApplicationError:
-    """type = the error's ErrorType (the workflow matches on it); details carry what a caller needs."""
-    details: list[object] = []
-    if isinstance(err, Unavailable):
-        details = [[s.model_dump(mode="json") for s in err.shortages]]
-    elif isinstance(err, UnknownResource):
-        details = [err.resource]
-    elif isinstance(err, HoldNotActive):
-        details = [err.status.value if err.status is not None else None]
+    """type = the error's ErrorType (the workflow matches on it); details carry what a caller needs (the error's
+    own `details()`, services/errors.py)."""
     return ApplicationError(
-        str(err), *details, type=err.type.value, non_retryable=not err.retryable,
+        str(err), *err.details(), type=err.type.value, non_retryable=not err.retryable,
         # A sold-out seat is an answer, not an incident: benign errors are not logged as activity failures.
         category=ApplicationErrorCategory.UNSPECIFIED if err.retryable else ApplicationErrorCategory.BENIGN,
     )
+
+
+def ledger_failure(error: BaseException | None) -> tuple[ErrorType | None, LedgerError | None]:
+    """What a failed step's error carries, read back through services/errors.py: its ErrorType (None for a failure
+    of another kind) and the ledger error (None when its details lack what the error needs). A remote activity's
+    failure arrives as ActivityError(cause=ApplicationError); a local activity's as the ApplicationError itself."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if not isinstance(cause, ApplicationError):
+        return None, None
+    return error_type(cause.type), decode(cause.type, cause.message, cause.details)
 
 
 T = TypeVar("T")
@@ -109,8 +113,16 @@ class ParticipantActivities:
         finally:
             _count_release(self.participant.name, outcome)
 
+    async def return_sale(self, hold_key: str) -> HoldResult:
+        return await self._ledger("return_sale", self.operations.return_sale(hold_key))
+
     async def extend(self, params: ExtendHoldInput) -> HoldResult:
         return await self._ledger("extend", self.operations.extend(params.hold_key, params.expires_at))
+
+    async def refund(self, params: RefundInput) -> RefundResult:
+        return await self._ledger(
+            "refund", self.operations.refund(params.hold_key, params.refund_key, params.amount)
+        )
 
     async def alternatives(self, request: Frozen) -> list[Alternative]:
         return await _translated(self.operations.alternatives(request))
@@ -124,7 +136,7 @@ class ParticipantActivities:
         }
         return [
             _as_activity(activity_name(self.participant.name, op), getattr(self, op), arguments.get(op))
-            for op in OPERATIONS
+            for op in operations_of(self.participant)
         ]
 
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 
+from activities.models import RELEASE_CLAIM
 from services.customer_limits import CustomerLimits
-from workflows.models import RELEASE_CLAIM
 
 
 class ClaimActivities:

@@ -22,6 +22,12 @@ class HoldInput(Frozen):
     expires_at: datetime
 
 
+class RefundInput(Frozen):
+    hold_key: str
+    refund_key: str
+    amount: int | None = None  # None: all that is left of the capture
+
+
 class ExtendHoldInput(Frozen):
     hold_key: str
     expires_at: datetime
@@ -39,4 +45,14 @@ def activity_name(service: str, operation: str) -> str:
     return f"{service}.{operation}"
 
 
-OPERATIONS = ("hold", "confirm", "release", "extend", "alternatives")
+# The checkout worker's own activity: the settled saga gives its customer's claim back (activities/claims.py).
+RELEASE_CLAIM = "checkout.release_claim"
+
+OPERATIONS = ("hold", "confirm", "release", "extend", "alternatives", "return_sale")
+# Only for a participant that declares `refunds` (a payment): a capture given back, by refund key.
+REFUND = "refund"
+
+
+def operations_of(participant: AnyParticipant) -> tuple[str, ...]:
+    """The activity operations `participant` serves."""
+    return (*OPERATIONS, REFUND) if participant.refunds else OPERATIONS

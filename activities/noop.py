@@ -29,6 +29,9 @@ class NoopService(HoldOperations[Frozen]):
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at)
 
+    async def return_sale(self, hold_key: str) -> HoldResult:
+        return self._result(hold_key, HoldStatus.RETURNED)
+
     async def alternatives(self, request: Frozen) -> list[Alternative]:
         return []
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import StateDep
+from api.deps import AppState, StateDep
 from api.problems import ProblemError
 
 # auto_error=False: a missing header must give our problem+json 401, not FastAPI's plain 403.
 bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken", description="The operator token (OPERATOR_TOKEN).")
+
+
+def is_operator(state: AppState, request: Request) -> bool:
+    """Whether the request carries the operator token (constant-time compare)."""
+    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+    expected = state.settings.operator_token
+    return (scheme.lower() == "bearer" and bool(given) and bool(expected)
+            and hmac.compare_digest(given.strip().encode(), expected.encode()))
 
 
 async def require_operator(

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 
 from api.fast_path import SharedLookups, shared_alternatives, shared_reads
 from api.metrics import Metrics
 from api.precheck import KnownResources
 from api.temporal_link import TemporalLink
-from booking_saga.settings import Settings
+from services.bookings.records import BookingRecords
 from services.cache import AvailabilityCache
 from services.customer_limits import CustomerLimits
 from services.db import Engines
 from services.registry import AnyService
 from services.started_checkouts import StartedCheckouts
 from services.types import Alternative
+from settings import Settings
+
+if TYPE_CHECKING:  # api.rate_limit imports api.identity, which imports this module
+    from api.rate_limit import RateLimiter
 
 
 @dataclass
@@ -38,10 +42,19 @@ class AppState:
     known_resources: KnownResources = field(default_factory=KnownResources)
     # Which checkout ids have a saga: the fast path answers only for ids that have none.
     started: StartedCheckouts | None = None
+    # The codec server's codec (api/routes/codec.py), built from the settings on first use.
+    payload_codec: PayloadCodec | None = None
+    # Every checkout's record (services/bookings): read once its saga is settled or gone, and listed.
+    records: BookingRecords | None = None
     # Per-customer hold limits: claimed before each new saga, removed by the saga when it settles.
     limits: CustomerLimits | None = None
     # The sold-out fast path's alternatives, shared briefly by every late buyer of the same thing.
     alternatives: SharedLookups[tuple[str, str], list[Alternative]] = field(default_factory=shared_alternatives)
+    # The per-caller rate limit (api/rate_limit.py); None when RATE_LIMIT=0.
+    rate_limiter: RateLimiter | None = None
+    # The participants' services on the anonymous reads' own pool (READ_POOL_SIZE): catalogue and availability.
+    read_engines: Engines | None = None
+    read_services: dict[str, AnyService] = field(default_factory=dict)
     # Its cache reads, shared by concurrent checkouts of the same rows.
     cache_reads: SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None] = field(
         default_factory=shared_reads
@@ -49,25 +62,21 @@ class AppState:
 
 
 # Dependencies are `async def` although they do not await: FastAPI runs a plain `def` dependency in a thread
-# pool, a thread hop per request (measured with py-spy: ~10% of the API's CPU on the sold-out fast path).
+# pool, a thread hop per request for a function that returns at once.
 async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.booking
     return state
-
-
-async def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
-    return state.settings
-
-
-async def get_temporal(state: Annotated[AppState, Depends(get_state)]) -> Client:
-    return state.temporal.require()
 
 
 async def get_services(state: Annotated[AppState, Depends(get_state)]) -> dict[str, AnyService]:
     return state.services
 
 
+async def get_read_services(state: Annotated[AppState, Depends(get_state)]) -> dict[str, AnyService]:
+    """For anonymous reads: their own pool, so a flood of them never waits on (or takes) a checkout's connection."""
+    return state.read_services or state.services
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
 ServicesDep = Annotated[dict[str, AnyService], Depends(get_services)]
+ReadServicesDep = Annotated[dict[str, AnyService], Depends(get_read_services)]

@@ -26,25 +26,18 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def wanted_rows(request: CheckoutRequest) -> dict[str, dict[str, int]]:
-    """Per participant, the ledger rows the checkout would hold and how many units of each, named the way the
-    ledgers name (and publish) them (Participant.rows)."""
-    return {p.name: p.rows(part) for p, part in request.parts()}
-
-
 async def cached_shortages(
     cache: AvailabilityCache,
-    request: CheckoutRequest,
+    wanted: dict[str, dict[str, int]],
     reads: SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None],
 ) -> dict[str, list[Shortage]]:
     """The rows the cache shows short, per service. Empty means "not known to be short": go to the saga.
+    `wanted`: per service, the units asked of each ledger row (api/admission.py Attempt.rows).
 
     Concurrent checkouts asking for the same rows share one Redis read (`reads`): in a flash sale every buyer
     asks for the same sku at once, and a read per buyer queues them all behind each other on the event loop
     until reads overrun the cache's time budget and send buyers to the (far costlier) saga.
     """
-    wanted = wanted_rows(request)
-
     def read(service: str, rows: dict[str, int]) -> Awaitable[dict[str, int] | None]:
         return reads.get((service, tuple(rows)), lambda: cache.available(service, list(rows)))
 

@@ -5,23 +5,30 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import AppState
+from api.guard import RequestGuard
 from api.identity import install_identity
 from api.metrics import Metrics
 from api.openapi import DESCRIPTION, TAGS, install_openapi
 from api.problems import install_problem_handlers
-from api.routes import availability, catalogue, checkouts, demo, health, operators
+from api.rate_limit import RateLimiter
+from api.routes import availability, catalogue, checkouts, codec, demo, events, health, operators
 from api.sold_out import SoldOutLane
 from api.temporal_link import TemporalLink
-from booking_saga.settings import Settings, get_settings
-from booking_saga.tracing import instrument_app
+from runtime.tracing import instrument_app
 from services.cache import AvailabilityCache
+from settings import Settings, get_settings, start_checks
 
 log = logging.getLogger(__name__)
+
+# uvicorn's settings for the API process (`booking-saga api`): the C HTTP parser and event loop, no access log.
+# The bench's bare ASGI floor (bench/scenarios/http_floor.py) runs under the very same ones.
+SERVER_OPTIONS: dict[str, Any] = {"log_level": "warning", "http": "httptools", "loop": "uvloop", "log_config": None}
 
 
 @asynccontextmanager
@@ -29,19 +36,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.booking
     settings = state.settings
     await state.temporal.start()
+    state.rate_limiter = RateLimiter.from_settings(settings, state.metrics.rate_limit_unchecked)
     if settings.redis_url:
         # Building it does not connect: an unreachable Redis only means "no fast path" until it answers.
         state.cache = AvailabilityCache.from_settings(settings, registry=state.metrics.registry)
     if settings.database_url:
+        from services.bookings.records import BookingRecords
         from services.customer_limits import CustomerLimits, claim_lifetime
         from services.db import Engines
         from services.started_checkouts import StartedCheckouts
 
         state.engines = Engines(settings.database_url, settings.participant_database_urls)
         state.engine = state.engines.default
+        # Anonymous reads on a pool of their own: a flood of them queues there, not for a checkout's connection.
+        state.read_engines = Engines(settings.database_url, settings.participant_database_urls,
+                                     pool_size=settings.read_pool_size)
+        state.read_services = state.read_engines.services()
         # The cache as sink: the API's own capacity upserts publish their rows, as the workers' holds do.
         state.services = state.engines.services(sink=state.cache)
         state.started = StartedCheckouts(state.engine)
+        state.records = BookingRecords(state.engine, settings.booking_records_keep_days)
         state.limits = CustomerLimits(
             state.engine, settings.customer_active_checkouts_max, settings.customer_units_max,
             claim_lifetime(settings.hold_lifetime_max_seconds, settings.sweeper_grace_seconds),
@@ -52,17 +66,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.temporal.close()
         if state.cache is not None:
             await state.cache.aclose()
+        if state.rate_limiter is not None:
+            await state.rate_limiter.aclose()
         if state.engines is not None:
             await state.engines.dispose()
+        if state.read_engines is not None:
+            await state.read_engines.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if not settings.operator_token:
-        raise RuntimeError(
-            "OPERATOR_TOKEN is not set: the API refuses to start without an operator token "
-            "(`booking-saga dev` generates one)"
-        )
+    start_checks(settings, "api")  # UnsafeSettings (a RuntimeError) names what is unsafe, unless ALLOW_INSECURE
     app = FastAPI(
         title="booking-saga",
         version="1.0.0",
@@ -76,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Added first, so it is the innermost middleware: CORS and tracing wrap its answers like the routes'.
     app.add_middleware(SoldOutLane)
+    # Outside the lane (which reads the body) and the routes: sizes, duplicate headers and rate limits first.
+    app.add_middleware(RequestGuard, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,7 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(availability.operator_router)
     app.include_router(operators.router)
+    app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(demo.router)
-    instrument_app(app)  # a no-op unless tracing is on (booking_saga/tracing.py)
+    app.include_router(codec.router)
+    # Last, so outermost: the codec server's CORS (the Temporal UIs' origins) answers before the shop's CORS.
+    app.add_middleware(codec.CodecCors, settings=settings)
+    instrument_app(app)  # a no-op unless tracing is on (runtime/tracing.py)
     return app

@@ -6,7 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from workflows.models import CheckoutView
 
-# Checkouts answer in ~0.05 s to a few seconds (a slow ledger, lock retries); the buckets cover that.
+# A checkout answers in tens of milliseconds when all is well and in seconds behind a slow ledger or lock
+# retries; the buckets cover both.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -56,6 +57,20 @@ class Metrics:
             "503 answers (problem+json with Retry-After), by the dependency that was down (database, temporal, "
             "redis). /readyz's own 503 is not counted: it reports, it does not refuse a request.",
             ["dependency"],
+            registry=self.registry,
+        )
+
+        self.rate_limited = Counter(
+            "booking_rate_limited",
+            "Requests refused 429 by the per-caller rate limit (RATE_LIMIT), by caller kind (customer, operator, "
+            "address).",
+            ["caller"],
+            registry=self.registry,
+        )
+        self.rate_limit_unchecked = Counter(
+            "booking_rate_limit_unchecked",
+            "Requests let through without a rate-limit check because the limiter's store (Redis) failed or was "
+            "slower than REDIS_BUDGET_MS (fail open).",
             registry=self.registry,
         )
 

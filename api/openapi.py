@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.guard import UNLIMITED_PATHS
 from api.identity import optional_in_dev
 from api.openapi_contract import describe_contract
 from api.problems import PROBLEM_MEDIA_TYPE
@@ -28,6 +29,8 @@ TAGS = [
     {"name": "checkouts", "description": "Hold, confirm, cancel and extend multi-service checkouts."},
     {"name": "availability", "description": "What is left to book, straight from the ledgers."},
     {"name": "operators", "description": "Inventory upserts and the ledger audit (operator token)."},
+    {"name": "events", "description": "The event feed: every checkout change, in commit order (operator or feed "
+     "token). The same events are pushed as signed webhooks."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
@@ -51,6 +54,29 @@ def _problem_media_types(schema: dict[str, Any]) -> None:
                 ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
                 if ref.endswith("Problem"):
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
+def _guard_answers(schema: dict[str, Any]) -> None:
+    """What api/guard.py answers before any route: 429 on every operation but /healthz, 413 where there is a body."""
+    problem = {"content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for path, path_item in schema.get("paths", {}).items():
+        if path in UNLIMITED_PATHS:
+            continue
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            rate_limited = "Too many requests from this caller (`rate-limited`): retry after Retry-After seconds."
+            limited = responses.get("429")
+            if limited is None:
+                limited = responses["429"] = {**problem, "description": rate_limited}
+            else:  # a route's own 429 (hold-limit): either answer
+                content = limited["content"][PROBLEM_MEDIA_TYPE]
+                content["schema"] = {"anyOf": [content["schema"], {"$ref": "#/components/schemas/Problem"}]}
+                limited["description"] += f" Or: {rate_limited}"
+            limited.setdefault("headers", {})["Retry-After"] = {
+                "description": "Seconds to wait (`rate-limited`).", "schema": {"type": "integer"}}
+            if "requestBody" in operation:
+                responses.setdefault("413", {**problem, "description": "The body is larger than MAX_BODY_BYTES "
+                                                                       "(`body-too-large`)."})
 
 
 def _validation_problem_schema() -> dict[str, Any]:
@@ -78,6 +104,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             _problem_media_types(schema)
             _drop_unused(schema)
+            _guard_answers(schema)
             optional_in_dev(schema, app.state.booking.settings)
             describe_contract(schema, app.state.booking.settings)
             app.openapi_schema = schema

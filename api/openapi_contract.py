@@ -19,9 +19,9 @@ from typing import Any
 
 from api.idempotency import CHECKOUT_ID_PATTERN
 from api.routes.availability import availability_operation, upsert_operation
-from booking_saga.settings import Settings
 from services.participant import NoQuery
 from services.registry import PARTICIPANTS, AnyParticipant
+from settings import Settings
 
 CREATE = "create_checkout"
 # The operations a created checkout's id leads to (their operationIds, api/routes/checkouts.py).
@@ -106,10 +106,13 @@ def _participant_examples(operations: dict[str, dict[str, Any]]) -> None:
     today = datetime.now(UTC).date()
     for participant in PARTICIPANTS:
         spec = participant.routes
+        if spec is None:
+            continue
         upsert = operations[upsert_operation(participant)]
         availability = operations[availability_operation(participant)]
-        upsert["description"] = upsert.get("description", "") + UPSERT_RULES
-        availability["description"] = availability.get("description", "") + AVAILABILITY_RULES
+        if participant.inventory:
+            upsert["description"] = upsert.get("description", "") + UPSERT_RULES
+            availability["description"] = availability.get("description", "") + AVAILABILITY_RULES
         demo = participant.demo_upsert(today)
         if demo is not None:
             resource_id, body = demo

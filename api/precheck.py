@@ -9,6 +9,7 @@ where the ledger decides under its locks.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from api.ledger_errors import ledger_problems
 from api.problems import ProblemError
@@ -44,15 +45,60 @@ async def _part_exists(
     key = (participant.name, *participant.resources(part))
     if key in known:
         return
-    with ledger_problems(participant.routes.noun, unknown_status=422):
+    with ledger_problems(participant.noun, unknown_status=422):
         missing = await service.unknown(part)
     if missing is not None:
-        detail = f"unknown {participant.routes.noun} {missing}"
+        detail = f"unknown {participant.noun} {missing}"
         raise ProblemError(
             422, "unknown-resource", "Unknown resource", f"body.{participant.field}: {detail}", resource=missing,
             errors=[{"location": f"body.{participant.field}", "message": detail}],
         )
     known.add(key)
+
+
+def _unprocessable(kind: str, title: str, detail: str, location: str) -> ProblemError:
+    return ProblemError(422, kind, title, detail, errors=[{"location": location, "message": detail}])
+
+
+async def check_prices(
+    services: dict[str, AnyService], request: CheckoutRequest, derived: Mapping[str, Mapping[str, int]] | None = None
+) -> None:
+    """One currency per checkout, and a price on every line of a paid checkout (a part whose participant
+    `requires_prices`): 422 otherwise, before any saga. A single-row checkout without such a part cannot break
+    either rule and costs nothing here. What changes after this look (an operator re-prices meanwhile) is the
+    saga's: the hold lines record the prices the ledger had, and a payment declines a total it cannot take."""
+    parts = request.parts()
+    paid = [p for p, _ in parts if p.requires_prices]
+    # `derived`: the rows per participant as the checkout's attempt derived them (api/admission.py); else here.
+    wanted = [
+        (p, sorted(derived.get(p.name, {}) if derived is not None else p.rows(part)))
+        for p, part in parts if p.inventory
+    ]
+    if paid and not wanted:
+        detail = f"{paid[0].field} pays for the checkout's other parts: name at least one"
+        raise _unprocessable("nothing-to-pay", "Nothing to pay for", detail, f"body.{paid[0].field}")
+    if not services or (not paid and sum(len(rows) for _, rows in wanted) <= 1):
+        return
+    found = await asyncio.gather(*(services[p.name].prices(rows) for p, rows in wanted))
+    currencies: dict[str, str] = {}
+    unpriced: list[tuple[str, str]] = []
+    for (participant, rows), prices in zip(wanted, found, strict=True):
+        for resource in rows:
+            if resource not in prices:
+                continue  # not on sale: the ledger refuses it (409), not a pricing question
+            price = prices[resource]
+            if price is None:
+                unpriced.append((participant.field, resource))
+            else:
+                currencies.setdefault(price.currency, f"body.{participant.field}")
+    if len(currencies) > 1:
+        detail = f"one checkout is paid in one currency; its lines are priced in {', '.join(sorted(currencies))}"
+        raise _unprocessable("mixed-currencies", "Lines in more than one currency", detail,
+                             next(iter(currencies.values())))
+    if paid and unpriced:
+        names = ", ".join(resource for _, resource in unpriced)
+        detail = f"a checkout paid with {paid[0].field} needs a price on every line; no price: {names}"
+        raise _unprocessable("unpriced-line", "Unpriced line in a paid checkout", detail, f"body.{unpriced[0][0]}")
 
 
 async def check_resources_exist(

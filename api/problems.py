@@ -1,7 +1,8 @@
 """RFC 9457 problem+json: the one error shape every route answers with.
 
-Routes raise `ProblemError`; the handlers installed by `install_problem_handlers` turn it, FastAPI's
-validation errors and Starlette's HTTP errors into `application/problem+json` responses.
+Routes raise `ProblemError` (checkouts/problems.py, re-exported here: the checkout calls below the API raise it
+too); the handlers installed by `install_problem_handlers` turn it, FastAPI's validation errors and Starlette's
+HTTP errors into `application/problem+json` responses. This module is the HTTP side only.
 
 A dependency that is down is a 503 with Retry-After, never a 500: routes raise `service_unavailable(...,
 dependency=...)`, and any database-unavailable error that still escapes a route (services/unavailable.py decides
@@ -12,7 +13,7 @@ which) or a Busy ledger error is answered the same way by a last-line handler. E
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -23,7 +24,8 @@ from sqlalchemy.exc import EmulatedDBAPIException, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.metrics import Metrics
-from services.errors import Busy, LedgerError
+from checkouts.problems import ProblemError, service_unavailable
+from services.errors import Busy, DatabaseUnavailable, LedgerError
 from services.unavailable import describe, is_database_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -35,14 +37,13 @@ PROBLEM_KINDS = (
     "checkout-not-found", "checkout-conflict", "checkout-rejected", "checkout-failed", "checkout-unreadable",
     "not-found", "method-not-allowed", "unauthorized", "forbidden", "temporarily-unavailable",
     "database-unavailable", "database-busy", "temporal-unavailable", "internal-error",
+    "body-too-large", "duplicate-header", "rate-limited",
+    "mixed-currencies", "unpriced-line", "nothing-to-pay", "cancel-window-closed",
 )
 PROBLEM_TYPES: list[JsonValue] = [TYPE_BASE + kind for kind in PROBLEM_KINDS]
 PROBLEM_TYPES.append("about:blank")  # Starlette's errors this app gives no kind of its own
 # FastAPI's answer to a body it cannot read at all (not UTF-8, a number past Python's digit limit).
 _UNREADABLE_BODY = "There was an error parsing the body"
-RETRY_AFTER_SECONDS = 2
-# What a 503 is waiting for: the label of booking_saga_unavailable_answers_total.
-Dependency = Literal["database", "temporal", "redis"]
 
 log = logging.getLogger(__name__)
 
@@ -71,41 +72,6 @@ class ValidationProblem(Problem):
     """The request is malformed or breaks a rule; `errors` lists every bad field."""
 
     errors: list[FieldError] = Field(default_factory=list)
-
-
-class ProblemError(Exception):
-    """Raised anywhere below a route to answer with a problem. `extras` become extra members."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        title: str,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        dependency: Dependency | None = None,
-        **extras: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.title = title
-        self.detail = detail
-        self.headers = headers or {}
-        # For a 503: which dependency is down (counted, and told to the client as the `dependency` member).
-        self.dependency = dependency
-        self.extras = extras
-
-
-def service_unavailable(
-    detail: str, *, dependency: Dependency, kind: str = "temporarily-unavailable"
-) -> ProblemError:
-    """A 503 the client should retry (with the same Idempotency-Key) after Retry-After seconds."""
-    return ProblemError(
-        503, kind, "Service temporarily unavailable", detail,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, dependency=dependency,
-    )
 
 
 def problem_response(
@@ -178,10 +144,13 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     types is unexpected and answered as such."""
     if is_database_unavailable(exc) or isinstance(exc, Busy):
         # An outage is expected and already visible in /readyz and the counter: one line, no traceback.
-        state = "unavailable" if is_database_unavailable(exc) else "busy"
+        unavailable = is_database_unavailable(exc)
+        state = "unavailable" if unavailable else "busy"
+        problem = (DatabaseUnavailable if unavailable else Busy).problem  # the error table: services/errors.py
         log.warning("database %s on %s %s: %s", state, request.method, request.url.path, describe(exc))
         return await _on_problem(request, service_unavailable(
-            f"the database is {state}; retry the same request", dependency="database", kind=f"database-{state}",
+            f"the database is {state}; retry the same request", dependency="database",
+            kind=problem.escaped_kind or problem.kind,
         ))
     return await _on_unexpected(request, exc)
 
@@ -212,10 +181,24 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = "the body cannot be read: send UTF-8 JSON (numbers of at most 4300 digits)"
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"there is nothing at {request.url.path}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path; one resource may be served by two routes
+        # (a public read and an operator's write on one path, e.g. an account): name every method the path has.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request, exc.status_code, kinds.get(exc.status_code, "about:blank"),
-        _title(exc.status_code), detail, dict(exc.headers or {}),
+        _title(exc.status_code), detail, headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -252,7 +235,9 @@ _DESCRIPTIONS = {
     404: "No such resource.",
     409: "The checkout is not in a state that allows this.",
     422: "The body or a parameter is invalid; `errors` lists each problem.",
-    429: "A per-customer hold limit would be passed: nothing was held.",
+    413: "The request body is larger than MAX_BODY_BYTES (`body-too-large`).",
+    429: "Too many requests from this caller (`rate-limited`, see Retry-After), or on POST /v1/checkouts a "
+    "per-customer hold limit would be passed (`hold-limit`): nothing was held.",
     503: "A dependency (Temporal, the database) is unreachable: retry after Retry-After seconds.",
 }
 

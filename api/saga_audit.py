@@ -1,6 +1,7 @@
 """`GET /v1/audit?sagas=true`: the saga-vs-ledger audit (workflows.saga_audit) on the app's clients.
 
-Temporal or PostgreSQL out of reach is a 503 + Retry-After, like every route's.
+Temporal or PostgreSQL out of reach is a 503 + Retry-After, like every route's; the failure's own words are logged,
+never answered.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ async def saga_audit(state: AppState) -> SagaAuditReport:
     try:
         return await audit_sagas(
             client, ledgers_of(state.services), grace_seconds=state.settings.sweeper_grace_seconds,
-            task_queue=state.settings.task_queue_checkout,
+            task_queue=state.settings.task_queue_checkout, records=state.records,
         )
     except LedgerError as exc:
-        raise service_unavailable(f"the saga audit could not read a ledger: {exc}", dependency="database") from exc
+        log.warning("saga audit: a ledger failed: %s", exc)
+        raise service_unavailable("the saga audit could not read a ledger", dependency="database") from exc
     except (RPCError, RuntimeError) as exc:  # RuntimeError: the SDK's transport failures
         log.warning("saga audit: Temporal failed: %s", exc)
         raise service_unavailable(
-            f"the saga audit could not read the sagas: {exc}", dependency="temporal", kind="temporal-unavailable"
+            "the saga audit could not read the sagas", dependency="temporal", kind="temporal-unavailable"
         ) from exc

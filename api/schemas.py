@@ -5,13 +5,15 @@ from the registry: one optional field per participant."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from api.problems import Problem
+from services.events import EventType
 from services.registry import NAMES, PARTICIPANTS
-from services.types import Alternative, HoldLine, HoldStatus, Identifier, JsonInt, Shortage, Violation
+from services.types import Alternative, HoldLine, HoldStatus, Identifier, JsonInt, Money, Shortage, Violation
 from workflows.models import CheckoutRequest, CheckoutStatus, CheckoutView, StatusChange
 from workflows.saga_audit import SagaAuditReport
 
@@ -27,6 +29,8 @@ def example_checkout() -> dict[str, object]:
     today = datetime.now(UTC).date()
     example: dict[str, object] = {"customer_id": "cust-42"}
     for participant in PARTICIPANTS:
+        if not participant.inventory:  # a payment needs an account first: not in the example
+            continue
         offers = participant.demo_offers(today)
         if offers:
             example[participant.field] = participant.to_body(offers[0])
@@ -41,7 +45,10 @@ class CheckoutBodyBase(Body):
         examples=[example_checkout()]
     ))
 
-    customer_id: Identifier
+    customer_id: Identifier | None = Field(
+        default=None, description="Who books. Required with CUSTOMER_AUTH=none; under jwt the token's `sub` says "
+        "it (a different one here: 403).",
+    )
     hold_seconds: JsonInt | None = Field(
         default=None,
         description="How long the holds last before they are released. Default and bounds come from the "
@@ -54,13 +61,14 @@ class CheckoutBodyBase(Body):
             raise ValueError(f"a checkout needs at least one of {', '.join(p.field for p in PARTICIPANTS)}")
         return self
 
-    def to_request(self) -> CheckoutRequest:
+    def to_request(self, customer_id: str | None = None) -> CheckoutRequest:
+        """The saga's request, for `customer_id` (the caller's, when the body names none)."""
         parts = {
             p.field: p.to_request(value)
             for p in PARTICIPANTS
             if (value := getattr(self, p.field, None)) is not None
         }
-        return CheckoutRequest(customer_id=self.customer_id, **parts)
+        return CheckoutRequest(customer_id=customer_id or self.customer_id, **parts)
 
 
 def _checkout_body_model() -> type[CheckoutBodyBase]:
@@ -82,6 +90,17 @@ class ExtendBody(Body):
                              "the new expiry may not pass the maximum hold lifetime: 409).")
 
 
+# A part of a checkout, named by its checkout-body field (from the registry).
+PartField: Any = StrEnum("PartField", {p.field: p.field for p in PARTICIPANTS})  # type: ignore[misc]
+
+
+class CancelBody(Body):
+    """Which parts to cancel, by their checkout-body field; without a body, the whole checkout."""
+
+    parts: list[PartField] = Field(min_length=1, max_length=len(PARTICIPANTS),
+                                   description="Checkout-body field names of the parts to cancel.")
+
+
 class Hold(BaseModel):
     service: str = Field(description="The participant holding.", json_schema_extra={"enum": list(NAMES)})
     status: HoldStatus
@@ -100,6 +119,10 @@ class Checkout(BaseModel):
     history: list[StatusChange] = Field(default_factory=list, description="Status changes, oldest first.")
     unavailable: list[Shortage] = Field(default_factory=list)
     alternatives: list[Alternative] = Field(default_factory=list)
+    total: Money | None = Field(
+        default=None, description="The sum of the priced lines (`amount` of each), in their one currency; null when "
+        "no line has a price. Fixed when the holds were placed: a later price change never changes it.",
+    )
 
     @classmethod
     def from_view(cls, view: CheckoutView) -> Checkout:
@@ -113,7 +136,15 @@ class Checkout(BaseModel):
             history=view.history,
             unavailable=view.unavailable,
             alternatives=view.alternatives,
+            total=view.total,
         )
+
+
+class CheckoutList(BaseModel):
+    """A page of checkouts, newest first."""
+
+    checkouts: list[Checkout]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
 
 class CheckoutProblem(Problem):
@@ -142,6 +173,26 @@ class AuditReport(BaseModel):
     violations: list[Violation]
     # ?sagas=true: the saga-vs-ledger audit; `ok` is then false when either finds a violation.
     sagas: SagaAuditReport | None = None
+
+
+# ---- events ----------------------------------------------------------------------------------------------
+
+class EventBody(BaseModel):
+    """One event, as the feed lists it and webhooks POST it (docs/events.md)."""
+
+    id: int = Field(description="Commit order; the `webhook-id` of its webhook deliveries, and the dedup key.")
+    type: EventType
+    checkout_id: str
+    customer_id: str
+    occurred_at: datetime = Field(description="When the checkout changed.")
+    data: dict[str, Any] = Field(description="The checkout's view after the change (as GET /v1/checkouts/{id}).")
+    part: str | None = Field(default=None, description="checkout.part_cancelled: the participant whose part was "
+                             "cancelled; null on every other event.")
+
+
+class EventPage(BaseModel):
+    events: list[EventBody]
+    next: int = Field(description="Ask `after=` this next time (the last event's id; `after` itself when empty).")
 
 
 # ---- health ----------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import logging
 from temporalio.client import Client
 
 from api.problems import service_unavailable
-from booking_saga.settings import Settings
-from booking_saga.temporal import connect
+from runtime.temporal import connect, tls_config
+from settings import Settings
 
 log = logging.getLogger(__name__)
 RECONNECT_EVERY_SECONDS = 2.0
@@ -22,6 +22,9 @@ RECONNECT_EVERY_SECONDS = 2.0
 
 class TemporalLink:
     def __init__(self, settings: Settings) -> None:
+        # Before any connection: a bad TLS file is named now, not retried every 2 s. (Plaintext payloads are refused
+        # by create_app's start checks, with the other unsafe settings.)
+        tls_config(settings)
         self._settings = settings
         self.client: Client | None = None
         self.last_error: str | None = "not connected yet"

@@ -9,13 +9,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.http import HttpClient
 
 # Every request has an answer within the API's own 30 s budget; anything longer is a bench failure.
 REQUEST_TIMEOUT_SECONDS = 60.0
 STAY = (date(2031, 3, 1), date(2031, 3, 3))
+# Priced inventory (paid checkouts): one currency, minor units; each wallet holds far more than one basket costs.
+CURRENCY = "EUR"
+FARE, NIGHTLY_RATE, ITEM_PRICE = 10_000, 8_000, 1_999
+WALLET_BALANCE = 1_000_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,9 +38,11 @@ class Inventory:
     hotel_id: str
     sku: str
 
-    def basket(self, customer_id: str) -> dict[str, Any]:
-        """A checkout touching all three services (three holds in parallel in the saga)."""
+    def basket(self, customer_id: str, *, paid: bool = False) -> dict[str, Any]:
+        """A checkout touching all three services (three holds in parallel in the saga); paid: from the customer's
+        wallet (the authorization after the holds), which needs priced inventory."""
         return {
+            **({"payment": {"method": "wallet"}} if paid else {}),
             "customer_id": customer_id,
             "flight": {"flight_id": self.flight_id, "seat_class": "economy", "seats": 1},
             "hotel": {"hotel_id": self.hotel_id, "room_type": "standard", "check_in": STAY[0].isoformat(),
@@ -64,20 +71,35 @@ class BenchApi:
         if response.status != 200:
             raise RuntimeError(f"PUT {path} answered {response.status}: {response.body[:300]!r}")
 
-    async def create_item(self, http: HttpClient, stock: int) -> str:
+    async def create_item(self, http: HttpClient, stock: int, *, priced: bool = False) -> str:
         sku = self.unique("sku")
-        await self._put(http, f"/v1/inventory/items/{sku}", {"stock": stock})
+        price = {"price": ITEM_PRICE, "currency": CURRENCY} if priced else {}
+        await self._put(http, f"/v1/inventory/items/{sku}", {"stock": stock, **price})
         return sku
 
-    async def create_inventory(self, http: HttpClient, capacity: int = 1_000_000) -> Inventory:
+    async def create_inventory(self, http: HttpClient, capacity: int = 1_000_000, *, priced: bool = False) -> Inventory:
         flight_id, hotel_id = self.unique("FL"), self.unique("HT")
         departs = (datetime.now(UTC) + timedelta(days=300)).isoformat()
+        fares = {"currency": CURRENCY, "fares": {"economy": FARE}} if priced else {}
+        rates = {"currency": CURRENCY, "rates": {"standard": NIGHTLY_RATE}} if priced else {}
         await self._put(http, f"/v1/inventory/flights/{flight_id}",
-                        {"origin": "LHR", "destination": "JFK", "departs_at": departs, "seats": {"economy": capacity}})
+                        {"origin": "LHR", "destination": "JFK", "departs_at": departs, "seats": {"economy": capacity},
+                         **fares})
         await self._put(http, f"/v1/inventory/hotels/{hotel_id}",
                         {"city": "Bench", "rooms": {"standard": capacity}, "nights_from": STAY[0].isoformat(),
-                         "nights_to": (STAY[1] - timedelta(days=1)).isoformat()})
-        return Inventory(flight_id, hotel_id, await self.create_item(http, capacity))
+                         "nights_to": (STAY[1] - timedelta(days=1)).isoformat(), **rates})
+        return Inventory(flight_id, hotel_id, await self.create_item(http, capacity, priced=priced))
+
+    async def fund_wallets(self, http: HttpClient, customers: list[str]) -> None:
+        """A wallet per customer (operator PUT /v1/wallets/{customer_id}), ten requests in flight."""
+        async def one(index: int) -> None:
+            await self._put(http, f"/v1/wallets/{customers[index]}",
+                            {"currency": CURRENCY, "balance": WALLET_BALANCE})
+
+        await run_bounded(len(customers), 10, one)
+
+    async def wallet(self, http: HttpClient, customer_id: str) -> dict[str, Any]:
+        return await self._get(http, f"/v1/wallets/{customer_id}")
 
     async def checkout(self, http: HttpClient, body: dict[str, Any], key: str) -> Answer:
         started = time.perf_counter()
@@ -103,10 +125,10 @@ class BenchApi:
         return result
 
 
-async def run_bounded(count: int, concurrency: int, call: Callable[[int], Awaitable[Answer]]) -> list[Answer]:
+async def run_bounded(count: int, concurrency: int, call: Callable[[int], Awaitable[T]]) -> list[T]:
     """`count` calls, at most `concurrency` in flight: closed-loop lanes, each starting its next call when its
     last one answered. Answers come back in call order."""
-    answers: list[Answer | None] = [None] * count
+    answers: list[T | None] = [None] * count
     numbers = iter(range(count))
 
     async def lane() -> None:

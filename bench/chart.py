@@ -3,6 +3,7 @@ baselines with their targets, and the other scenarios' figures as bars beside th
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from matplotlib.axes import Axes
 from bench.results import Figure
 
 BAR_PANELS = (
-    ("Flash sale and ledger (per second)", ("flash sale", "ledger only"), "/s"),
+    ("Per second, beside the same-run baseline",
+     ("flash sale", "http floor", "ledger only", "hot row", "cancelling sales"), "/s"),
     ("Memory (MiB)", ("memory",), "MiB"),
 )
 # The checkout figures drawn as ratios (their baselines are other shapes of the same run).
@@ -26,6 +28,7 @@ STYLE = {
     "floor_local": ("tab:blue", "--", "o"),
     "real_remote": ("tab:orange", "-", "s"),
     "real_local": ("tab:blue", "-", "o"),
+    "whole_local": ("tab:green", "-", "^"),
 }
 OTHER = ("tab:gray", "-", "x")
 
@@ -59,7 +62,8 @@ def _shapes_latency(axis: Axes, shapes: dict[str, Any]) -> None:
 
 def _bars(axis: Axes, figures: list[Figure], heading: str, scenarios: tuple[str, ...], unit: str) -> None:
     chosen = [f for f in figures if f.scenario in scenarios and f.unit == unit and f.baseline is not None]
-    labels = [f"{f.scenario}\n{f.name}" if len(scenarios) > 1 else f.name for f in chosen]
+    # Wrapped: five scenarios' names side by side would run into each other.
+    labels = [textwrap.fill(f"{f.scenario}: {f.name}" if len(scenarios) > 1 else f.name, 22) for f in chosen]
     positions = range(len(chosen))
     width = 0.38
     axis.bar([p - width / 2 for p in positions], [f.value for f in chosen], width, label="measured")

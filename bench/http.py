@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,10 +21,15 @@ class HttpError(Exception):
     pass
 
 
+class ClosedBeforeAnswer(HttpError):
+    """The server closed the connection before any byte of an answer."""
+
+
 @dataclass
 class Response:
     status: int
     body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -63,10 +68,18 @@ class HttpClient:
             lines.append("Content-Type: application/json")
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         message = ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-        connection = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        reused = bool(self._idle)
+        connection = self._idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
         try:
             async with asyncio.timeout(self.timeout):
                 response, keep = await self._exchange(connection, message)
+        except (ClosedBeforeAnswer, ConnectionResetError, BrokenPipeError):
+            connection[1].close()
+            if not reused:
+                raise
+            # A kept-alive connection the server closed while it was idle (uvicorn's keep-alive timeout): it never
+            # read this request. Sent again on the next idle connection or a new one, as HTTP clients do.
+            return await self.request(method, path, body, headers)
         except BaseException:
             connection[1].close()
             raise
@@ -83,15 +96,17 @@ class HttpClient:
         await writer.drain()
         status_line = await reader.readline()
         if not status_line:
-            raise HttpError("the server closed the connection")
+            raise ClosedBeforeAnswer("the server closed the connection")
         status = int(status_line.split(b" ", 2)[1])
         length, keep = 0, True
+        headers: list[tuple[bytes, bytes]] = []
         for _ in range(MAX_HEADER_LINES):
             line = await reader.readline()
             if line in (b"\r\n", b"\n", b""):
                 break
             name, _, value = line.partition(b":")
             name = name.strip().lower()
+            headers.append((name, value.strip()))
             if name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding":
@@ -100,4 +115,4 @@ class HttpClient:
                 keep = False
         else:
             raise HttpError("too many header lines")
-        return Response(status, await reader.readexactly(length) if length else b""), keep
+        return Response(status, await reader.readexactly(length) if length else b"", headers), keep

@@ -1,4 +1,7 @@
-"""The files a run leaves under --out: results.json, chart.png and README-performance.md."""
+"""The files a run leaves under --out: results.json, chart.png and performance.md.
+
+performance.md is the section "The last full run" of docs/performance.md as it stands, and chart.png is
+docs/bench-chart.png: a full run updates the manual by copying both over."""
 
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def write(out: Path, size: str, machine: dict[str, Any], figures: list[Figure], 
     (out / "results.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
     shapes = details["floor vs real"]["shapes"]
     chart.draw(figures, shapes, out / "chart.png", f"booking-saga bench --size {size} ({started_at})")
-    (out / "README-performance.md").write_text(markdown(size, machine, figures, shapes, started_at, seconds))
+    (out / "performance.md").write_text(markdown(size, machine, figures, shapes, started_at, seconds,
+                                                          details.get("steps")))
 
 
 def command(size: str) -> str:
@@ -80,9 +84,39 @@ def shapes_markdown(shapes: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+STEP_COLUMNS = ("step", "with it", "without it", "rate", "p50")
+
+
+def step_rows(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per step of the whole booking (results.json's "steps" / "table"): with it, without it, ratios."""
+    return [(row["step"], f'{number(row["per_second"][0], "/s")}, p50 {number(row["p50_ms"][0], "ms")}',
+             f'{number(row["per_second"][1], "/s")}, p50 {number(row["p50_ms"][1], "ms")}',
+             _ratio(*row["per_second"]), _ratio(*row["p50_ms"])) for row in rows]
+
+
+def steps_text(rows: list[dict[str, Any]]) -> str:
+    table = [STEP_COLUMNS, *step_rows(rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(STEP_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def steps_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(row) + " |" for row in [STEP_COLUMNS, *step_rows(rows)]]
+    lines.insert(1, "|" + "---|" * len(STEP_COLUMNS))
+    return "\n".join(lines)
+
+
 def markdown(size: str, machine: dict[str, Any], figures: list[Figure], shapes: dict[str, Any], started_at: str,
-             seconds: float) -> str:
-    return f"""## Performance
+             seconds: float, steps: dict[str, Any] | None = None) -> str:
+    step_section = "" if steps is None else f"""
+Each step of the whole booking alone, at c={steps["level"]} (the real checkout, local placement, with exactly one
+step changed, beside the plain real checkout measured right after them):
+
+{steps_markdown(steps["table"])}
+"""
+    return f"""## The last full run
 
 Measured with `{command(size)}` on {started_at} ({seconds / 60:.0f} min). Each figure sits beside a baseline
 measured in the same run on the same servers (the dev server in memory, embedded PostgreSQL and Redis, one API
@@ -91,7 +125,9 @@ to run: read the ratios, not the absolute values.
 
 The baseline of the checkout figures is the **best-shape floor**: the same API, workflow and servers with every
 participant placed `local` and no-op activities (`worker --noop`), i.e. what Temporal itself costs in the shape the
-real checkout uses. The **remote-shape floor** is the same with every participant placed `remote` (an activity
+real checkout uses; the real checkout held to the targets is the **whole booking** (rate limiter, webhooks with
+their relay, wallet payment, besides the holds, record, outbox and payload codec of every real shape). The
+**remote-shape floor** is the same with every participant placed `remote` (an activity
 task queue per participant); the real checkout is measured in both placements. The API and the workers are
 restarted with `PARTICIPANT_PLACEMENTS` between the placements.
 
@@ -100,13 +136,13 @@ restarted with `PARTICIPANT_PLACEMENTS` between the placements.
 Every shape at every concurrency level (closed loop: `c` checkouts in flight, each three holds):
 
 {shapes_markdown(shapes)}
-
-![benchmark chart](docs/bench-chart.png)
+{step_section}
+![benchmark chart](bench-chart.png)
 
 Machine: {machine["cpus_usable"]} of {machine["cpus"]} CPUs, {machine["cpu_model"]}, {machine["memory_gib"]} GiB,
 Python {machine["python"]} ({machine["platform"]}).
 
 Reproduce: `pip install -e '.[embedded,bench]' && {command(size)}` (writes `.bench/results.json`,
-`.bench/chart.png` and this section as `.bench/README-performance.md`). `--size tiny` runs in about two minutes
-(CI, correctness only), `--size full` is the issue's numbers (1,000 flash-sale buyers).
+`.bench/chart.png` and this section as `.bench/performance.md`). `--size tiny` runs in about two minutes
+(CI, correctness only), `--size full` gives the figures on this page (1,000 flash-sale buyers).
 """

@@ -2,8 +2,11 @@
 
 Order, all on the same servers: the remote placement (API and workers started with every participant `remote`),
 its no-op floor then its real checkout; then the API restarted in the local placement, its no-op floor (the best
-shape's floor) then its real checkout, each at every concurrency level (bench/scenarios/shapes.py). The flash sale
-and the ledger alone run once, in the local placement with the real workers, and the processes' memory last. Every
+shape's floor), the whole booking (rate limiter, webhooks and their relay, wallet payment on) and the plain real
+checkout, each at every concurrency level (bench/scenarios/shapes.py); then each step of the whole booking alone
+at one level, beside the plain real checkout (bench/scenarios/steps.py). Then, once
+each, in the local placement with the real workers: the flash sale, the HTTP floor (the sold-out lane against a bare
+ASGI app), the ledger alone, the hot row, cancelling sales and the webhooks; the processes' memory last. Every
 figure is reported beside a baseline from this same run; targets are checked and shown, never asserted.
 """
 
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,25 @@ from temporalio.client import Client
 from bench import cpu, machine, profiling, report
 from bench.api_client import BenchApi
 from bench.results import Figure, text_table
-from bench.scenarios import flash_sale, latency, ledger_only, memory, shapes, throughput
+from bench.scenarios import (
+    cancels,
+    flash_sale,
+    hot_row,
+    http_floor,
+    latency,
+    ledger_only,
+    memory,
+    shapes,
+    steps,
+    throughput,
+    webhooks,
+)
 from bench.scenarios.shapes import Shape, ShapeRun
 from bench.sizes import SIZES, Size
 from bench.stack import BenchStack, running_stack, wait_for_workers
-from booking_saga.settings import Settings
-from booking_saga.temporal import connect
+from runtime.embedded import free_port, wait_for_port
+from runtime.temporal import connect
+from settings import Settings
 
 # The first shape runs on servers that have just started (and workers compiling their byte-code cache): its
 # warm-up is this many times longer, so the cold start is not charged to the first shape's figures.
@@ -43,31 +60,102 @@ def _pids(stack: BenchStack, names: tuple[str, ...] = ("api", "workers", "tempor
     return {name: process.pid for name in names if (process := stack.process(name)) is not None}
 
 
-async def _start_shape(stack: BenchStack, api: BenchApi, size: Size, shape: Shape, *, first: bool) -> None:
-    """API and workers under the shape's placements (the API restarts only when they change), warmed up. The
-    first shape also warms the servers themselves (fresh dev server, cold caches): it gets a longer warm-up."""
-    await asyncio.to_thread(stack.place, shape.placements)
+class Hooks:
+    """The webhook receiver (bench/scenarios/webhooks.py's, verifying each signature), started for the first shape
+    with webhooks, and the relay of the shape being measured, whose metrics say how many deliveries it made."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self.stack = stack
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+
+    def url(self, shape: Shape) -> str:
+        # An endpoint per shape: a new endpoint starts at the newest event, so no relay delivers the events of the
+        # shapes measured before it (the outbox fills in every real shape, relay or not).
+        return f"http://127.0.0.1:{self.port}/hooks/{shape.key}"
+
+    def env(self, shape: Shape) -> dict[str, str]:
+        if shape.webhooks and self.port is None:
+            self.port = free_port()
+            self.stack.start_child("receiver", [sys.executable, "-m", "bench.scenarios.webhooks", "receive",
+                                                str(self.port)])
+            wait_for_port(self.port)
+        return shapes.shape_env(shape, self.url(shape) if shape.webhooks else "", webhooks.SECRET)
+
+    def start_relay(self) -> None:
+        self.metrics_port = free_port()
+        self.stack.start_bench_relay(self.metrics_port)
+        wait_for_port(self.metrics_port)
+
+    def delivered(self) -> int:
+        """The relay's 2xx deliveries so far (booking_webhook_deliveries_total, outcome delivered)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("booking_webhook_deliveries_total{") and 'outcome="delivered"' in line))
+
+    async def wait_delivered(self, at_least: int, patience: float = 30.0) -> int:
+        """Deliveries once at least `at_least` are in (each placed checkout commits an event or more, off the
+        answer's path), or whatever came in within `patience` seconds."""
+        deadline = time.monotonic() + patience
+        count = await asyncio.to_thread(self.delivered)
+        while count < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # a count in another process: polled, there is nothing here to wait on
+            count = await asyncio.to_thread(self.delivered)
+        return count
+
+
+async def _start_shape(stack: BenchStack, api: BenchApi, hooks: Hooks, size: Size, shape: Shape, *,
+                       first: bool) -> None:
+    """API and workers (and the relay, for webhooks) under the shape's placements and steps (the API restarts
+    only when they change), warmed up. The first shape also warms the servers themselves (fresh dev server, cold
+    caches): it gets a longer warm-up."""
+    env = hooks.env(shape)
+    await asyncio.to_thread(stack.place, shape.placements, env)
     stack.start_workers(noop=shape.noop)
+    if shape.webhooks:
+        await asyncio.to_thread(hooks.start_relay)
     await wait_for_workers(stack, api, checkouts=size.warmup_checkouts * (FIRST_WARMUP_FACTOR if first else 1))
 
 
-async def _measure_shapes(stack: BenchStack, api: BenchApi, client: Client, size: Size, out: Path) -> tuple[
-    dict[str, ShapeRun], dict[str, dict[str, float]], dict[str, float]
-]:
-    """Every shape at every level; returns the runs, each one's CPU seconds per process, and the API's and the
-    workers' RSS once the last shape's (the real checkout in the local placement) workers had warmed up."""
+async def _measure(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size, out: Path,
+                   shape: Shape, cpu_seconds: dict[str, float], levels: tuple[int, ...] | None = None) -> ShapeRun:
+    with _profiled(stack, out, shape), cpu.busy(_pids(stack), cpu_seconds):
+        run = await shapes.measure(api, client, size, shape, levels=levels)
+    if shape.webhooks:
+        run.webhooks_delivered = await hooks.wait_delivered(run.placed)
+    return run
+
+
+async def _measure_shapes(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size,
+                          out: Path) -> tuple[dict[str, ShapeRun], dict[str, dict[str, float]]]:
+    """Every shape at every level; returns the runs and each one's CPU seconds per process."""
     runs: dict[str, ShapeRun] = {}
     cpu_seconds: dict[str, dict[str, float]] = {}
-    rss_at_start: dict[str, float] = {}
     for number, shape in enumerate(shapes.SHAPES):
         log(f"{shape.label}: PARTICIPANT_PLACEMENTS all {shape.placement}, {'no-op' if shape.noop else 'real'} "
             "workers")
-        await _start_shape(stack, api, size, shape, first=number == 0)
-        rss_at_start = {name: stack.rss_mib(name) for name in ("api", "workers")}
+        await _start_shape(stack, api, hooks, size, shape, first=number == 0)
         cpu_seconds[shape.key] = {}
-        with _profiled(stack, out, shape), cpu.busy(_pids(stack), cpu_seconds[shape.key]):
-            runs[shape.key] = await shapes.measure(api, client, size, shape)
-    return runs, cpu_seconds, rss_at_start
+        runs[shape.key] = await _measure(stack, api, client, hooks, size, out, shape, cpu_seconds[shape.key])
+    return runs, cpu_seconds
+
+
+async def _measure_steps(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size,
+                         out: Path) -> tuple[dict[str, ShapeRun], dict[str, float]]:
+    """Each step of the whole booking alone at shapes.STEP_LEVEL, the plain real checkout last; returns the runs
+    and the API's and the workers' RSS once the last one's workers had warmed up (the scenarios after it run on
+    the same processes)."""
+    runs: dict[str, ShapeRun] = {}
+    rss_at_start: dict[str, float] = {}
+    for shape in shapes.STEP_RUNS:
+        log(f"step alone: {shape.label}, c={shapes.STEP_LEVEL}")
+        await _start_shape(stack, api, hooks, size, shape, first=False)
+        rss_at_start = {name: stack.rss_mib(name) for name in ("api", "workers")}
+        runs[shape.key] = await _measure(stack, api, client, hooks, size, out, shape, {},
+                                         levels=(shapes.STEP_LEVEL,))
+    return runs, rss_at_start
 
 
 def _profiled(stack: BenchStack, out: Path, shape: Shape) -> contextlib.AbstractContextManager[None]:
@@ -81,11 +169,17 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     details: dict[str, Any] = {}
     client = await connect(stack.settings)
 
-    runs, shape_cpu, rss_at_start = await _measure_shapes(stack, api, client, size, out)
+    hooks = Hooks(stack)
+    runs, shape_cpu = await _measure_shapes(stack, api, client, hooks, size, out)
     floor_remote, floor_local = runs[shapes.FLOOR_REMOTE.key], runs[shapes.FLOOR_LOCAL.key]
     real_remote, real_local = runs[shapes.REAL_REMOTE.key], runs[shapes.REAL_LOCAL.key]
-    figures = throughput.figures(floor_remote, floor_local, real_remote, real_local)
-    figures += latency.figures(floor_local, real_local)
+    whole = runs[shapes.WHOLE_LOCAL.key]
+    figures = throughput.figures(floor_remote, floor_local, real_remote, real_local, whole)
+    figures += latency.figures(floor_local, whole)
+    step_runs, rss_at_start = await _measure_steps(stack, api, client, hooks, size, out)
+    figures += steps.figures(step_runs)
+    details["steps"] = {"level": shapes.STEP_LEVEL, "runs": {key: run.details() for key, run in step_runs.items()},
+                        "table": steps.table(step_runs)}
     details["floor vs real"] = {
         "order": [shape.key for shape in shapes.SHAPES],
         "shapes": {key: run.details() for key, run in runs.items()},
@@ -107,16 +201,32 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     details["flash sale"]["cpu_seconds"] = sale_cpu
     figures += sale_figures
 
-    log("ledger only")
-    async with api.client() as http:
+    log("HTTP floor: the sold-out lane against a bare ASGI app answering the same 409")
+    with profiling.sampling(_pids(stack, ("api",)), out, "http-floor"):
+        floor_figures, details["http floor"] = await http_floor.run(
+            api, client, stack.settings.checkout_id_secret, size)
+    figures += floor_figures
 
-        async def create_sku() -> str:
+    async def create_sku() -> str:
+        # A connection of its own each time: uvicorn closes a keep-alive connection idle for 5 s, as one would be
+        # after the ledger-only scenario.
+        async with api.client() as http:
             return await api.create_item(http, 1_000_000)
 
-        ledger_figures, details["ledger only"] = await ledger_only.run(
-            stack.database_url, size, api.run_id, create_sku
-        )
-    figures += ledger_figures
+    log("ledger only")
+    ledger_figures, details["ledger only"] = await ledger_only.run(stack.database_url, size, api.run_id, create_sku)
+    log(f"hot row: {size.hot_buyers} buyers on one sku")
+    hot_figures, details["hot row"] = await hot_row.run(stack.database_url, size, api.run_id, create_sku)
+    figures += ledger_figures + hot_figures
+
+    log("cancelling sales")
+    cancel_figures, details["cancelling sales"] = await cancels.run(api, size)
+    figures += cancel_figures
+
+    log("webhooks: outbox and relay at the real checkouts' rate")
+    webhook_figures, details["webhooks"] = await webhooks.measure(
+        stack.database_url, rate=saga_rate, seconds=webhooks.SECONDS[size.name])
+    figures += webhook_figures
 
     rss_after = {name: stack.rss_mib(name) for name in ("api", "workers")}
     memory_figures, details["memory"] = memory.figures(rss_at_start, rss_after)
@@ -137,6 +247,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(text_table(figures))
     print()
     print(report.shapes_text(details["floor vs real"]["shapes"]))
+    print()
+    print(report.steps_text(details["steps"]["table"]))
     print(f"\n{len(figures)} figures in {seconds:.0f}s; written to {out}/results.json, chart.png, "
-          "README-performance.md")
+          "performance.md")
     return 0

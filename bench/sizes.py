@@ -23,12 +23,22 @@ class Size:
     ledger_lanes: int
     # checkouts placed after each (re)start of the workers, before anything is measured
     warmup_checkouts: int
+    # hot row: holds on one sku by `hot_buyers` buyers at once, in all (each side, over its rounds)
+    hot_buyers: int = 50
+    hot_holds: int = 2000
+    # HTTP floor: sold-out POST /v1/checkouts, in all (each side, over its rounds), at `buyer_concurrency`
+    floor_requests: int = 2000
+    # cancelling sales: checkouts placed, confirmed, then cancelled whole
+    cancels: int = 60
 
 
 SIZES = {
-    "tiny": Size("tiny", {1: 3, 5: 10, 10: 10}, 60, 10, 20, 40, 300, 4, 3),
-    "small": Size("small", {1: 40, 5: 150, 10: 200}, 300, 10, 50, 1000, 3000, 4, 10),
-    "full": Size("full", {1: 150, 5: 500, 10: 800}, 1000, 10, 50, 2000, 10000, 4, 20),
+    "tiny": Size("tiny", {1: 3, 5: 10, 10: 10}, 60, 10, 20, 40, 300, 4, 3, hot_holds=200, floor_requests=200,
+                 cancels=10),
+    "small": Size("small", {1: 40, 5: 150, 10: 200}, 300, 10, 50, 1000, 3000, 4, 10, hot_holds=4000,
+                  floor_requests=4000, cancels=60),
+    "full": Size("full", {1: 150, 5: 500, 10: 800}, 1000, 10, 50, 2000, 10000, 4, 20, hot_holds=16000,
+                 floor_requests=10000, cancels=200),
 }
 
 for _size in SIZES.values():

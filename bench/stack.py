@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,9 +14,9 @@ from pathlib import Path
 import psutil
 
 from bench.api_client import BenchApi
-from booking_saga.devstack import Stack
-from booking_saga.embedded import free_port
-from booking_saga.settings import Settings
+from runtime.devstack import Stack
+from runtime.embedded import free_port
+from settings import Settings
 
 MIB = 1024 * 1024
 
@@ -25,6 +26,8 @@ class BenchStack(Stack):
     placements of the shape being measured (PARTICIPANT_PLACEMENTS: the API and the workers must agree)."""
 
     placements: dict[str, str] | None = None
+    # What the shape being measured sets over the environment below (bench/scenarios/shapes.py, shape_env).
+    shape_env: dict[str, str] | None = None
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -40,23 +43,41 @@ class BenchStack(Stack):
             TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
             TEMPORAL_UI_PORT=str(self.settings.temporal_ui_port),
             DATA_DIR=str(self.data_dir),
+            # The load comes from one address at far more than a caller's rate limit: off, as the bench measures
+            # the checkout path (bench/read_flood.py runs the API with the limit on; the whole-booking shape turns
+            # it on at a rate no bench caller reaches, through shape_env).
+            RATE_LIMIT="0",
             **({"PARTICIPANT_PLACEMENTS": json.dumps(self.placements)} if self.placements is not None else {}),
-        )
+        ) | (self.shape_env or {})
 
     def stop_api(self) -> None:
-        for name, child in list(self.children.started):
-            if name == "api":
+        self.stop_children("api")
+
+    def stop_children(self, name: str) -> None:
+        for child_name, child in list(self.children.started):
+            if child_name == name:
                 self.children.forget(child)
 
-    def place(self, placements: dict[str, str]) -> None:
-        """Restart the API under `placements` (a no-op when they are already in force) and stop the workers: the
-        caller starts the ones it wants under the same placements."""
+    def place(self, placements: dict[str, str], shape_env: dict[str, str] | None = None) -> None:
+        """Restart the API under `placements` and `shape_env` (a no-op when they are already in force) and stop
+        the workers and any relay: the caller starts the ones it wants under the same environment."""
         self.stop_workers()
-        if placements == self.placements and self.process("api") is not None:
+        self.stop_children("relay")
+        if placements == self.placements and shape_env == self.shape_env and self.process("api") is not None:
             return
         self.stop_api()
         self.placements = dict(placements)
+        self.shape_env = dict(shape_env) if shape_env is not None else None
         self.start_api()
+
+    def start_bench_relay(self, metrics_port: int) -> None:
+        """`booking-saga relay` under the shape's environment (its WEBHOOK_URLS), its metrics on `metrics_port`."""
+        env = dict(self.env(), RELAY_METRICS_PORT=str(metrics_port), RELAY_METRICS_HOST="127.0.0.1")
+        self.children.start("relay", [sys.executable, "-m", "booking_saga.cli", "relay"], env)
+
+    def start_child(self, name: str, args: list[str]) -> None:
+        """A helper process (the webhook receiver), stopped with the stack."""
+        self.children.start(name, args, self.env())
 
     def process(self, name: str) -> psutil.Process | None:
         for child_name, child in self.children.started:

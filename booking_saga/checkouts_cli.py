@@ -1,11 +1,15 @@
 """`booking-saga checkouts ...`: find a checkout and act on it, for operators (the runbook's commands).
 
 - `list [--status S] [--customer C] [--resource R] [--limit N]`: a visibility query on the search attributes
-  CheckoutStatus, CustomerId, CheckoutResources (workflows/search_attributes.py), newest first.
-- `show ID`: the saga's view (the `state` query while it runs, its result once closed: api.saga.current_view) and,
-  for each participant, the saga's hold beside the ledger's own row for that hold key (status, expiry, lines).
+  CheckoutStatus, CustomerId, CheckoutResources (workflows/search_attributes.py), newest first; the customer is
+  looked for, and shown, as its CustomerId pseudonym (CHECKOUT_ID_SECRET).
+- `show ID`: the checkout's view (the saga's while it runs, its booking record once settled or once Temporal has
+  deleted the workflow: checkouts.bookings.view_of) and, for each participant, that hold beside the ledger's own row for
+  that hold key (status, expiry, lines).
 - `retry-compensation ID`: the `retry_compensation` signal (a NEEDS_ATTENTION checkout releases again now).
-- `cancel ID`: the `cancel` update; a refusal prints the saga's reason and exits 1.
+- `cancel ID [--part P ...]`: cancel the checkout, or only the parts named by their checkout-body field, as the
+  API's cancel does (checkouts.bookings.cancel): a HELD one's holds released, a sale given back; a refusal (a closed
+  cancellation window, a state that cannot be cancelled) prints the reason and exits 1.
 
 Each command prints plain text (or JSON with --json) and returns the process exit code: 0 done, 1 refused or not
 found. The functions take a Client and the services, so tests drive them against real servers.
@@ -20,16 +24,19 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from booking_saga.settings import Settings
 from services.registry import NAMES
 from services.types import HoldResult
+from settings import Settings, get_settings
 from workflows import search_attributes
-from workflows.models import CANCEL, RETRY_COMPENSATION_SIGNAL, WORKFLOW_NAME, CheckoutStatus, CheckoutView
+from workflows.models import WORKFLOW_NAME, CheckoutStatus, CheckoutView
 
 if TYPE_CHECKING:
-    from temporalio.client import Client, WorkflowHandle
+    from temporalio.client import Client
 
-# The API's Temporal calls (api.saga) are imported where used: every `booking-saga` command builds this parser.
+    from services.bookings.records import BookingRecords
+
+# The checkout calls (checkouts/: the API's own, below it) are imported where used: every `booking-saga` command
+# builds this parser. Nothing of api/ is imported here.
 
 DEFAULT_LIMIT = 50
 # Values go into a visibility query between quotes: refuse anything that could close them.
@@ -42,7 +49,7 @@ def add_parser(sub: Any) -> None:
     actions = checkouts.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="checkouts by status, customer or resource (newest first)")
     listing.add_argument("--status", choices=[s.value for s in CheckoutStatus])
-    listing.add_argument("--customer", help="CustomerId")
+    listing.add_argument("--customer", help="the customer id (matched through its CustomerId pseudonym)")
     listing.add_argument("--resource", help='CheckoutResources, e.g. "orders:SKU-MUG"')
     listing.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
     listing.add_argument("--json", action="store_true")
@@ -51,8 +58,10 @@ def add_parser(sub: Any) -> None:
     show.add_argument("--json", action="store_true")
     retry = actions.add_parser("retry-compensation", help="signal a NEEDS_ATTENTION checkout to release again now")
     retry.add_argument("checkout_id")
-    cancel = actions.add_parser("cancel", help="cancel a checkout (refused for a CONFIRMED one: exit 1)")
+    cancel = actions.add_parser("cancel", help="cancel a checkout or some of its parts, a sale included")
     cancel.add_argument("checkout_id")
+    cancel.add_argument("--part", action="append", default=[], dest="parts",
+                        help="a part to cancel, by its checkout-body field (repeat for several)")
 
 
 def visibility_query(status: str | None = None, customer: str | None = None, resource: str | None = None) -> str:
@@ -69,16 +78,20 @@ def visibility_query(status: str | None = None, customer: str | None = None, res
 
 async def list_checkouts(
     client: Client, *, status: str | None = None, customer: str | None = None, resource: str | None = None,
-    limit: int = DEFAULT_LIMIT,
+    limit: int = DEFAULT_LIMIT, customer_secret: str = "",
 ) -> list[dict[str, Any]]:
-    """One row per matching checkout: id, status, customer, resources, started, closed."""
+    """One row per matching checkout: id, status, customer (the CustomerId pseudonym), resources, started,
+    closed. `customer` is a customer id, looked for as its pseudonym under `customer_secret` (CHECKOUT_ID_SECRET)."""
+    if customer is not None:
+        visibility_query(customer=customer)  # the same check of the value as the other filters
+        customer = search_attributes.customer_pseudonym(customer, customer_secret)
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(visibility_query(status, customer, resource), limit=limit):
         attributes = execution.typed_search_attributes
         rows.append({
             "checkout_id": execution.id,
             "status": attributes.get(search_attributes.CHECKOUT_STATUS),
-            "customer_id": attributes.get(search_attributes.CUSTOMER_ID),
+            "customer": attributes.get(search_attributes.CUSTOMER_ID),
             "resources": list(attributes.get(search_attributes.RESOURCES) or []),
             "started": _iso(execution.start_time),
             "closed": _iso(execution.close_time),
@@ -86,11 +99,13 @@ async def list_checkouts(
     return rows
 
 
-async def show_checkout(client: Client, services: Mapping[str, object], checkout_id: str) -> dict[str, Any]:
-    """The saga's view and, per participant, its hold as the saga and as the ledger record it."""
-    from api import saga
+async def show_checkout(
+    client: Client, services: Mapping[str, object], checkout_id: str, records: BookingRecords | None = None
+) -> dict[str, Any]:
+    """The checkout's view (saga or record) and, per participant, its hold as the view and the ledger show it."""
+    from checkouts import bookings
 
-    view = await saga.current_view(client, checkout_id)
+    view = await bookings.view_of(client, records, checkout_id)
     by_service = {hold.service: hold for hold in view.holds}
     holds: list[dict[str, Any]] = []
     for name in NAMES:
@@ -112,19 +127,21 @@ async def show_checkout(client: Client, services: Mapping[str, object], checkout
 
 async def retry_compensation(client: Client, checkout_id: str) -> CheckoutView:
     """Signal the retry; answers the view as it was (the retry runs in the saga's next workflow task)."""
-    from api import saga
+    from checkouts import saga
 
-    view = await saga.current_view(client, checkout_id)
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(checkout_id)
-    await handle.signal(RETRY_COMPENSATION_SIGNAL)
-    return view
+    return await saga.retry_compensation(client, checkout_id)
 
 
-async def cancel_checkout(client: Client, checkout_id: str) -> CheckoutView:
-    """The `cancel` update; raises saga.RefusedUpdate with the saga's reason when refused."""
-    from api import saga
+async def cancel_checkout(
+    client: Client, checkout_id: str, parts: list[str] | None = None, *, settings: Settings | None = None,
+    records: BookingRecords | None = None,
+) -> CheckoutView:
+    """Cancel as the API does (checkouts.bookings.cancel); raises ProblemError with the reason when refused."""
+    from checkouts import bookings
+    from checkouts.parts import cancellable_parts
 
-    return await saga.update(client, checkout_id, CANCEL)
+    wanted = cancellable_parts(argparse.Namespace(parts=parts)) if parts else []
+    return await bookings.cancel(client, settings or Settings(), records, checkout_id, wanted)
 
 
 async def _ledger_hold(service: object | None, hold_key: str) -> HoldResult | None:
@@ -159,7 +176,7 @@ def print_list(rows: list[dict[str, Any]], out: TextIO) -> None:
         return
     print(f"{'CHECKOUT':<40} {'STATUS':<16} {'CUSTOMER':<20} {'STARTED':<26} RESOURCES", file=out)
     for row in rows:
-        print(f"{row['checkout_id']:<40} {row['status'] or '?':<16} {row['customer_id'] or '?':<20} "
+        print(f"{row['checkout_id']:<40} {row['status'] or '?':<16} {row['customer'] or '?':<20} "
               f"{row['started'] or '':<26} {', '.join(row['resources'])}", file=out)
 
 
@@ -190,24 +207,28 @@ def _hold_text(hold: dict[str, Any] | None) -> str:
 # -- the command ---------------------------------------------------------------------------------------------
 
 
-async def run(client: Client, services: Mapping[str, object], args: argparse.Namespace, out: TextIO) -> int:
+async def run(
+    client: Client, services: Mapping[str, object], args: argparse.Namespace, out: TextIO,
+    records: BookingRecords | None = None, settings: Settings | None = None,
+) -> int:
     """Run one `checkouts` action; the exit code."""
     from temporalio.service import RPCError
 
-    from api import saga
-    from api.problems import ProblemError
+    from checkouts import saga
+    from checkouts.problems import ProblemError
 
     try:
         if args.action == "list":
             rows = await list_checkouts(client, status=args.status, customer=args.customer,
-                                        resource=args.resource, limit=args.limit)
+                                        resource=args.resource, limit=args.limit,
+                                        customer_secret=(settings or get_settings()).checkout_id_secret)
             if args.json:
                 print(json.dumps(rows, indent=2), file=out)
             else:
                 print_list(rows, out)
             return 0
         if args.action == "show":
-            shown = await show_checkout(client, services, args.checkout_id)
+            shown = await show_checkout(client, services, args.checkout_id, records)
             if args.json:
                 print(json.dumps(shown, indent=2), file=out)
             else:
@@ -220,12 +241,19 @@ async def run(client: Client, services: Mapping[str, object], args: argparse.Nam
             return 0
         if args.action == "cancel":
             try:
-                view = await cancel_checkout(client, args.checkout_id)
+                view = await cancel_checkout(client, args.checkout_id, getattr(args, "parts", None),
+                                             settings=settings, records=records)
             except saga.RefusedUpdate as refused:
                 print(f"cancel refused: {args.checkout_id} is {refused.view.status.value}: {refused.reason}",
                       file=out)
                 return 1
-            print(f"{args.checkout_id} is {view.status.value}", file=out)
+            except ProblemError as problem:
+                if problem.status == 404:
+                    raise
+                print(f"cancel refused: {problem.detail}", file=out)
+                return 1
+            holds = ", ".join(f"{h.service} {h.status.value}" for h in view.holds)
+            print(f"{args.checkout_id} is {view.status.value}" + (f" ({holds})" if holds else ""), file=out)
             return 0
     except ProblemError as problem:  # unknown checkout, unreadable state, Temporal down
         print(f"{problem.detail}", file=out)
@@ -238,15 +266,17 @@ async def run(client: Client, services: Mapping[str, object], args: argparse.Nam
 
 async def main(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     """Connect to Temporal (and, for `show`, the ledgers' databases) and run the action."""
-    from booking_saga.temporal import connect
+    from runtime.temporal import connect
 
     client = await connect(settings)
-    if args.action != "show" or not settings.database_url:
-        return await run(client, {}, args, out)  # without a database `show` prints the saga's side only
+    if args.action not in ("show", "cancel") or not settings.database_url:
+        # Without a database `show` prints the saga's side only, and `cancel` reaches running sagas only.
+        return await run(client, {}, args, out, settings=settings)
+    from services.bookings.records import BookingRecords
     from services.db import Engines
 
     engines = Engines(settings.database_url, settings.participant_database_urls, pool_size=1)
     try:
-        return await run(client, engines.services(), args, out)
+        return await run(client, engines.services(), args, out, BookingRecords(engines.default), settings)
     finally:
         await engines.dispose()

@@ -11,13 +11,11 @@ import sys
 from datetime import datetime
 from typing import NoReturn
 
-from booking_saga.logs import configure_logging
-from booking_saga.settings import Settings, get_settings
-from services.registry import NAMES
+from pydantic import ValidationError
 
-# `worker --service`: the checkout worker, one participant's worker, or all of them.
-WORKER_CHOICES = ("checkout", *NAMES, "all")
-
+from runtime.logs import configure_logging
+from services.registry import WORKER_CHOICES
+from settings import Settings, UnsafeSettings, get_settings
 
 
 def _need_database(settings: Settings) -> None:
@@ -26,7 +24,7 @@ def _need_database(settings: Settings) -> None:
 
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
-    from booking_saga.devstack import run
+    from runtime.devstack import run
 
     return run(settings)
 
@@ -34,41 +32,42 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    if not settings.operator_token:
-        sys.exit("OPERATOR_TOKEN is not set: the API will not start without an operator token")
     _need_database(settings)
-    from booking_saga.tracing import setup_tracing, shutdown_tracing
+    from api.main import SERVER_OPTIONS, create_app
+    from runtime.tracing import setup_tracing, shutdown_tracing
 
-    setup_tracing("booking-saga-api", settings)  # before the app factory runs: it instruments the app
+    setup_tracing("booking-saga-api", settings)  # before the app is built: create_app instruments it
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-                    log_level="warning", http="httptools", loop="uvloop", log_config=None)
+        try:
+            app = create_app(settings)  # refuses unsafe settings (settings.start_checks)
+        except UnsafeSettings as refused:
+            sys.exit(str(refused))
+        uvicorn.run(app, host=settings.api_host, port=settings.api_port, **SERVER_OPTIONS)
     finally:
         shutdown_tracing()
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from booking_saga.worker import run_worker, swept
-
-    if swept(args.service, settings.participant_placements) and not args.noop:  # the no-op floor touches no database
-        _need_database(settings)
     import uvloop
 
-    # uvloop, as the API's uvicorn: asyncpg and the activities' sockets cost the worker ~10% less CPU per
-    # checkout than on asyncio's own loop (measured, bench floor-vs-real runs).
-    from booking_saga.tracing import setup_tracing, shutdown_tracing
+    # uvloop, as the API's uvicorn: asyncpg and the activities' sockets cost the worker less CPU per checkout on
+    # it than on asyncio's own loop.
+    from runtime.tracing import setup_tracing, shutdown_tracing
+    from runtime.worker import run_worker
 
     setup_tracing(f"booking-saga-worker-{args.service}", settings)
     try:
         uvloop.run(run_worker(settings, args.service, noop=args.noop))
+    except UnsafeSettings as refused:  # run_worker's start checks
+        sys.exit(str(refused))
     finally:
         shutdown_tracing()
     return 0
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from booking_saga.maintenance import migrate
+    from runtime.maintenance import migrate
 
     _need_database(settings)
     asyncio.run(migrate(settings.database_url, settings.participant_database_urls))
@@ -77,7 +76,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
-    from booking_saga.maintenance import seed
+    from runtime.maintenance import seed
 
     _need_database(settings)
     asyncio.run(seed(settings.database_url, settings.participant_database_urls))
@@ -86,7 +85,7 @@ def cmd_seed(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    from booking_saga.maintenance import audit, audit_sagas
+    from runtime.maintenance import audit, audit_sagas
 
     _need_database(settings)
     violations = asyncio.run(audit(settings.database_url, settings.participant_database_urls))
@@ -100,13 +99,13 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from booking_saga.replay import replay_files, replay_query
+    from runtime.replay import replay_files, replay_query
 
     if args.query is not None:
         return asyncio.run(replay_query(settings, args.query))
     if not args.files:
         sys.exit("give history JSON files, or --query to replay a running server's histories")
-    return asyncio.run(replay_files(args.files))
+    return asyncio.run(replay_files(args.files, settings))
 
 
 def cmd_checkouts(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,10 +120,32 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench_main(settings, args)
 
 
+def cmd_codec_endpoint(settings: Settings, args: argparse.Namespace) -> int:
+    """The Temporal UI's codec endpoint for this OPERATOR_TOKEN (api/routes/codec.py; docs/temporal-security.md)."""
+    from runtime.codec import ui_codec_path
+
+    if not settings.operator_token:
+        sys.exit("OPERATOR_TOKEN is not set: the UI's codec endpoint is derived from it")
+    print(args.api_url.rstrip("/") + ui_codec_path(settings.operator_token))
+    return 0
+
+
 def cmd_chaos(_settings: Settings, args: argparse.Namespace) -> int:
     from chaos.run import main as chaos_main
 
     return chaos_main(args)
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.relay import cmd_relay as relay
+
+    return relay(settings, args)
+
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    from booking_saga.relay import cmd_events as events
+
+    return events(settings, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,14 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     from booking_saga.checkouts_cli import add_parser as add_checkouts_parser
 
     add_checkouts_parser(sub)
+    from booking_saga.relay import add_events_parser
+
+    add_events_parser(sub)
     bench = sub.add_parser("bench", help="benchmarks, reported as ratios against a floor measured in the same run")
     bench.add_argument("--size", choices=("tiny", "small", "full"), default="small")
     bench.add_argument("--out", default=".bench")
+    codec = sub.add_parser("codec-endpoint", help="the Temporal UI's codec server endpoint for this OPERATOR_TOKEN")
+    codec.add_argument("--api-url", default="http://127.0.0.1:8000", help="where the UI's browsers reach the API")
     chaos = sub.add_parser("chaos", help="the production shape as processes, load and faults, then invariants")
     chaos.add_argument("--minutes", type=float, default=2.0, help="how long the load runs")
     chaos.add_argument("--faults", type=int, help="how many faults (default 7.5 a minute, at least 5)")
     chaos.add_argument("--seed", type=int, help="the random seed (printed at the start)")
     chaos.add_argument("--data-dir", help="keep the run's servers, data and logs here (default: a temporary dir)")
+    chaos.add_argument("--soak", action="store_true",
+                       help="also check the APIs' and workers' RSS, file descriptors and sockets stay flat")
     return parser
 
 
@@ -169,6 +197,9 @@ COMMANDS = {
     "checkouts": cmd_checkouts,
     "bench": cmd_bench,
     "chaos": cmd_chaos,
+    "codec-endpoint": cmd_codec_endpoint,
+    "relay": cmd_relay,
+    "events": cmd_events,
 }
 
 
@@ -188,7 +219,12 @@ def _exit_without_finalizing(code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as invalid:  # say which setting, without a traceback, and never echo the values
+        reasons = [f"{'.'.join(map(str, error['loc'])).upper() or 'settings'}: {error['msg']}"
+                   for error in invalid.errors()]
+        sys.exit("invalid settings:\n" + "\n".join(f"  - {reason}" for reason in reasons))
     configure_logging(settings)
     code = COMMANDS[args.command](settings, args)
     if args.command in _TEMPORAL_COMMANDS and argv is None:

@@ -6,6 +6,9 @@
 - redis: SIGKILL redis-server; back: the same command, once the port answers.
 - postgres: `pg_ctl stop -m immediate` (no checkpoint); back: `pg_ctl start -w`, through crash recovery.
 - temporal: SIGKILL the dev server; back: started again on the same SQLite file.
+- network: on every proxied link at once (chaos/proxy.py: worker <-> PostgreSQL, worker <-> Temporal,
+  API <-> Temporal, API <-> Redis), in turn a partition, latency, loss (late segments) and a cut (every connection
+  reset, new ones refused); back: the links healed.
 
 Runs on the thread that started the stack (a restart blocks until the part is back); the load runs meanwhile.
 """
@@ -20,8 +23,12 @@ from typing import Literal
 
 from chaos.stack import ChaosStack
 
-FaultKind = Literal["worker", "api", "redis", "postgres", "temporal"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("worker", "api", "redis", "postgres", "temporal")
+FaultKind = Literal["worker", "api", "redis", "postgres", "temporal", "network"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("worker", "api", "redis", "postgres", "temporal", "network")
+# A network fault's modes, in this order (the short CI run gets the first: a partition).
+NETWORK_MODES = ("partition", "latency", "loss", "cut")
+LATENCY_SECONDS = 0.2
+LOSS_RATE, LOSS_STALL_SECONDS = 0.2, 0.5
 
 
 @dataclass
@@ -92,6 +99,10 @@ class FaultInjector:
                 stack.postgres.crash()
                 time.sleep(self.down_seconds)
                 stack.postgres.start()
+            elif kind == "network":
+                mode = NETWORK_MODES[(sum(1 for f in self.faults if f.kind == "network") - 1) % len(NETWORK_MODES)]
+                fault.target = f"links: {mode}"
+                self._network(mode)
             else:
                 fault.target = "temporal"
                 stack.temporal.kill()
@@ -101,3 +112,19 @@ class FaultInjector:
             fault.error = f"{type(error).__name__}: {error}"
         fault.recovered = time.monotonic()
         return fault
+
+    def _network(self, mode: str) -> None:
+        links = list(self.stack.links.values())
+        for link in links:
+            if mode == "partition":
+                link.partition()
+            elif mode == "latency":
+                link.latency(LATENCY_SECONDS)
+            elif mode == "loss":
+                link.loss(LOSS_RATE, LOSS_STALL_SECONDS)
+            else:
+                link.cut()
+        # Latency and loss slow the system down without stopping it: they last longer than a partition or a cut.
+        time.sleep(self.down_seconds * (3 if mode in ("latency", "loss") else 1))
+        for link in links:
+            link.heal()

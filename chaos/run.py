@@ -26,10 +26,13 @@ from chaos.faults import FaultInjector, plan
 from chaos.invariants import GlobalCheck, audits, judge_checkouts, judge_ledger, read_ledger, settle
 from chaos.load import Customers, Inventory, LoadResult
 from chaos.report import ChaosReport
+from chaos.soak import Sampler
 from chaos.stack import ChaosStack, StackConfig
 
 # About the issue's rate: 15 faults in 2 minutes.
 FAULTS_PER_MINUTE = 7.5
+# A run this long is a soak: `booking-saga chaos --minutes 60` checks the processes' resources too.
+SOAK_FROM_MINUTES = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class ChaosConfig:
     root: Path | None = None  # default: a temporary directory, deleted afterwards unless `keep`
     keep: bool = False
     seed: int | None = None
+    # Sample the APIs' and workers' RSS, file descriptors and sockets through the run and check they stay flat
+    # (chaos/soak.py): for long runs, `booking-saga chaos --minutes 60 --soak`.
+    soak: bool = False
 
     @property
     def fault_count(self) -> int:
@@ -71,16 +77,24 @@ def run_chaos(config: ChaosConfig, *, log: bool = True) -> ChaosReport:
                               hold_seconds=config.hold_seconds)
         seconds = config.minutes * 60
         say(f"{config.clients} clients for {seconds:.0f}s, {config.fault_count} faults")
+        sampler = Sampler([*stack.apis, *stack.workers], every=max(5.0, seconds / 120)) if config.soak else None
+        if sampler is not None:
+            sampler.start()
         load = _LoadThread(customers, seconds)
         load.start()
         injector = FaultInjector(stack, rng)
         injector.run(plan(config.fault_count, rng), seconds, should_stop=lambda: not load.is_alive())
         load.join()
+        if sampler is not None:
+            sampler.stop()
         if load.error is not None:
             raise load.error
         say("load done; waiting for every checkout to settle and every hold to expire")
         report = asyncio.run(_check(stack, config, customers, load.result, injector))
         report.notes += _process_notes(stack)
+        if sampler is not None:
+            report.checks += sampler.checks()
+            report.notes += sampler.notes()
         return report
     finally:
         say("stopping the stack")
@@ -189,7 +203,8 @@ def _process_notes(stack: ChaosStack) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     """`booking-saga chaos`: print the report; exit 1 when an invariant broke."""
     config = ChaosConfig(minutes=args.minutes, faults=args.faults, seed=args.seed,
-                         root=Path(args.data_dir) if args.data_dir else None, keep=args.data_dir is not None)
+                         root=Path(args.data_dir) if args.data_dir else None, keep=args.data_dir is not None,
+                         soak=getattr(args, "soak", False) or args.minutes >= SOAK_FROM_MINUTES)
     report = run_chaos(config)
     print(report.render())
     return 0 if report.ok else 1

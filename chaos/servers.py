@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from booking_saga.devstack import DEV_SERVER_ATTEMPTS, dev_server_args
-from booking_saga.embedded import redis_args, wait_for_port
+from runtime.devstack import DEV_SERVER_ATTEMPTS, dev_server_args
+from runtime.embedded import redis_args, wait_for_port
 
 # The dev server prints this line once every one of its services has started (as devstack waits for it).
 _DEV_SERVER_UP = b"Temporal Server:"

@@ -102,7 +102,7 @@ class CacheMetrics:
 
 
 class CacheSettings(Protocol):
-    """What the cache reads of the settings (booking_saga.settings.Settings has it; services import no settings)."""
+    """What the cache reads of the settings (settings.Settings has it; services import no settings)."""
 
     @property
     def redis_url(self) -> str: ...

@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, MetaData, Text, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.errors import HOLD_LIMIT, HttpProblem
 from services.ledger.statements import qualified
 from services.ledger.transaction import driver_transaction, pooled_driver
-from services.started_checkouts import StartedCheckout
+from services.started_checkouts import record_on, recorded_on
 
 SCHEMA = "checkout"
 
@@ -67,11 +69,9 @@ class ClaimRow(Base):
 _CUSTOMERS = qualified(Customer.__table__)
 _CLAIMS = qualified(Claim.__table__)
 _ROWS = qualified(ClaimRow.__table__)
-_STARTED = qualified(StartedCheckout.__table__)
 
 ENSURE_CUSTOMER = f"INSERT INTO {_CUSTOMERS} (customer_id) VALUES ($1) ON CONFLICT DO NOTHING"
 LOCK_CUSTOMER = f"SELECT 1 FROM {_CUSTOMERS} WHERE customer_id = $1 FOR UPDATE"
-STARTED = f"SELECT EXISTS (SELECT 1 FROM {_STARTED} WHERE checkout_id = $1)"
 LIVE_CLAIMS = f"SELECT count(*) FROM {_CLAIMS} WHERE customer_id = $1 AND expires_at > now()"
 UNITS_HELD = f"""SELECT r.service, r.resource, sum(r.units) AS units FROM {_ROWS} r JOIN {_CLAIMS} c USING (checkout_id)
     WHERE c.customer_id = $1 AND c.expires_at > now() AND (r.service, r.resource) IN (
@@ -80,7 +80,6 @@ UNITS_HELD = f"""SELECT r.service, r.resource, sum(r.units) AS units FROM {_ROWS
 INSERT_CLAIM = f"INSERT INTO {_CLAIMS} (checkout_id, customer_id, expires_at) VALUES ($1, $2, $3)"
 INSERT_ROWS = f"""INSERT INTO {_ROWS} (checkout_id, service, resource, units)
     SELECT $1, unnest($2::text[]), unnest($3::text[]), unnest($4::integer[])"""
-RECORD_STARTED = f"INSERT INTO {_STARTED} (checkout_id) VALUES ($1) ON CONFLICT DO NOTHING"
 RELEASE = f"DELETE FROM {_CLAIMS} WHERE checkout_id = $1 RETURNING checkout_id"
 EXPIRE = f"DELETE FROM {_CLAIMS} WHERE expires_at < $1"
 
@@ -89,6 +88,9 @@ EXPIRE = f"DELETE FROM {_CLAIMS} WHERE expires_at < $1"
 class LimitExceeded(Exception):
     # Not frozen: raising sets __traceback__ on the instance.
     """A new checkout would pass a limit: nothing was claimed."""
+
+    # Its HTTP answer, in the error table (services/errors.py): 429 hold-limit.
+    problem: ClassVar[HttpProblem] = HOLD_LIMIT
 
     limit: str  # 'active_checkouts' or 'units_per_row'
     current: int
@@ -117,15 +119,16 @@ class CustomerLimits:
         self.units_max = units_max
         self.claim_for = claim_for
 
-    async def claim(self, checkout_id: str, customer_id: str, rows: Mapping[tuple[str, str], int]) -> None:
+    async def claim(self, checkout_id: str, customer_id: str, rows: Mapping[tuple[str, str], int]) -> bool:
         """Count a new checkout against its customer's limits and record it as started, or raise LimitExceeded.
 
-        `rows`: units per (participant, ledger row). A checkout id already started is not counted again."""
+        `rows`: units per (participant, ledger row). A checkout id already started is not counted again (and
+        answers False; a new one True)."""
         async with driver_transaction(self.engine) as db:
             await db.execute(ENSURE_CUSTOMER, customer_id)
             await db.execute(LOCK_CUSTOMER, customer_id)
-            if await db.fetchval(STARTED, checkout_id):
-                return
+            if await recorded_on(db, checkout_id):
+                return False
             if self.active_max:
                 live = int(await db.fetchval(LIVE_CLAIMS, customer_id))
                 if live >= self.active_max:
@@ -145,7 +148,8 @@ class CustomerLimits:
                 await db.execute(
                     INSERT_ROWS, checkout_id, [k[0] for k in keys], [k[1] for k in keys], [rows[k] for k in keys]
                 )
-            await db.execute(RECORD_STARTED, checkout_id)
+            await record_on(db, checkout_id)  # the started record's one writer (services/started_checkouts.py)
+        return True
 
     async def release(self, checkout_id: str) -> bool:
         """The checkout settled: it no longer counts. Idempotent; True when a claim was removed."""

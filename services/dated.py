@@ -122,6 +122,9 @@ class DatedParticipant(Participant[RequestT]):
     def request(self, line: DatedLine) -> RequestT:
         """The request model for `line` (alternatives offer these)."""
 
+    def starts_on(self, request: RequestT) -> date | None:
+        return self.line(request).first
+
     def rows(self, request: RequestT) -> dict[str, int]:
         line = self.line(request)
         return {resource_name(line.site, line.kind, day): line.quantity for day in line.dates()}

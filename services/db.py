@@ -26,15 +26,13 @@ def create_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_pre_ping: bool = False
 ) -> AsyncEngine:
     """The shared engine. No pre-ping by default: on asyncpg it costs three round trips (BEGIN, SELECT 1,
-    ROLLBACK) every time a connection leaves the pool, about as much as a hold's own statements (measured:
-    +15-25% holds/s without it). A connection that died meanwhile (PostgreSQL restarted) fails its statement
-    instead; the pool is then invalidated (by SQLAlchemy, or for the ledger's asyncpg transactions by
-    services/ledger/transaction.py), and the error is a Busy: the activity retries and the API answers 503 with
-    Retry-After, once.
+    ROLLBACK) every time a connection leaves the pool, about as much as a hold's own statements. A connection
+    that died meanwhile (PostgreSQL restarted) fails its statement instead; the pool is then invalidated (by
+    SQLAlchemy, or for the ledger's asyncpg transactions by services/ledger/transaction.py), and the error is a
+    Busy: the activity retries and the API answers 503 with Retry-After, once.
 
     No overflow by default: a burst waits for one of `pool_size` connections instead of opening more. Opening one
-    costs PostgreSQL a backend process and the caller more CPU than its query (measured on the API's sold-out
-    path: connects and closes of overflow connections were a fifth of its CPU), and PostgreSQL gets no faster
+    costs PostgreSQL a backend process and the caller more CPU than its query, and PostgreSQL gets no faster
     with more connections than it has cores."""
     return create_async_engine(
         async_url(url),

@@ -2,7 +2,7 @@
 
 A context variable, so it follows the asyncio task (and what it awaits) without threading an argument through
 every call: `with checkout_context(checkout_id): ...` around a checkout's handling, or `bind_checkout(id)` for
-the rest of the current task. `booking_saga.logs` puts `current_checkout_id()` on each record. This module sits
+the rest of the current task. `runtime.logs` puts `current_checkout_id()` on each record. This module sits
 at the bottom layer (standard library only) so api/, activities/ and services/ may all import it.
 """
 

@@ -14,6 +14,7 @@ from services.flight.participant import FlightParticipant
 from services.hotel.participant import HotelParticipant
 from services.orders.participant import OrdersParticipant
 from services.participant import InventoryService, Participant
+from services.wallet.participant import WalletParticipant
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,11 +32,14 @@ PARTICIPANTS: tuple[AnyParticipant, ...] = (
     HotelParticipant(),
     CarsParticipant(),
     OrdersParticipant(),
+    WalletParticipant(),
 )
 
 BY_NAME: Mapping[str, AnyParticipant] = {p.name: p for p in PARTICIPANTS}
 BY_FIELD: Mapping[str, AnyParticipant] = {p.field: p for p in PARTICIPANTS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+# `worker --service`: the checkout worker, one participant's worker, or all of them.
+WORKER_CHOICES: tuple[str, ...] = ("checkout", *NAMES, "all")
 
 
 def participant(name: str) -> AnyParticipant:
@@ -58,11 +62,18 @@ def build_services(engine: AsyncEngine, sink: AvailabilitySink | None = None) ->
     return {p.name: p.build_service(engine, sink) for p in PARTICIPANTS}
 
 
-def _check_unique() -> None:
+def _check_declarations() -> None:
     for attribute in ("name", "field"):
         values = [getattr(p, attribute) for p in PARTICIPANTS]
         if len(set(values)) != len(values):
             raise RuntimeError(f"two participants share a {attribute}: {values}")
+    for p in PARTICIPANTS:
+        # An inventory participant's rows feed the unit limits and the sold-out fast path: the default (none)
+        # would silently turn both off for it.
+        if p.inventory and (type(p).rows is Participant.rows or p.routes is None):
+            raise RuntimeError(f"{p.name} is an inventory participant: it declares its rows and its routes")
+        if p.stage > 0 and p.inventory:
+            raise RuntimeError(f"{p.name}: a later stage is for participants of another kind (inventory holds first)")
 
 
-_check_unique()
+_check_declarations()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.ledger.statements import qualified
-from services.ledger.transaction import pooled_driver
+from services.ledger.transaction import Driver, pooled_driver
 
 SCHEMA = "checkout"
 
@@ -43,8 +43,21 @@ class StartedCheckout(Base):
 
 _TABLE = qualified(StartedCheckout.__table__)
 # Plain SQL on the asyncpg connection: prepared once per connection, no statement building per request.
-RECORD = f"INSERT INTO {_TABLE} (checkout_id) VALUES ($1) ON CONFLICT DO NOTHING"
+RECORD = f"INSERT INTO {_TABLE} (checkout_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING checkout_id"
 FOUND = f"SELECT checkout_id FROM {_TABLE} WHERE checkout_id = ANY($1::text[])"
+EXISTS = f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE checkout_id = $1)"
+
+
+# The record's one writer is `record_on` (through StartedCheckouts.record, or inside the customer limits' claim
+# transaction: services/customer_limits.py); api/admission.py `claim` decides which, once per checkout.
+async def record_on(db: Driver, checkout_id: str) -> bool:
+    """Record `checkout_id` on `db` (a connection, in its caller's transaction if any). True when the id is new."""
+    return await db.fetchval(RECORD, checkout_id) is not None
+
+
+async def recorded_on(db: Driver, checkout_id: str) -> bool:
+    """Whether `checkout_id` was recorded, read on `db` (in its caller's transaction if any)."""
+    return bool(await db.fetchval(EXISTS, checkout_id))
 
 
 class StartedCheckouts:
@@ -54,10 +67,11 @@ class StartedCheckouts:
         self._asked: dict[str, list[asyncio.Future[bool]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def record(self, checkout_id: str) -> None:
-        """Note that `checkout_id` has (or is about to have) a saga. Idempotent; committed when it returns."""
+    async def record(self, checkout_id: str) -> bool:
+        """Note that `checkout_id` has (or is about to have) a saga. Idempotent; committed when it returns. True
+        when the id is new (False: it was started before)."""
         async with pooled_driver(self.engine) as db:
-            await db.execute(RECORD, checkout_id)
+            return await record_on(db, checkout_id)
 
     async def has(self, checkout_id: str) -> bool:
         """Whether `checkout_id` was recorded. Raises the read's LedgerError (services.errors) when it fails."""

@@ -17,7 +17,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+import pycountry
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 # Upper bounds keep absurd requests out before they reach a ledger (no int64 overflow, no 10^9 nights).
@@ -70,6 +71,39 @@ CapacityMap = Annotated[
 ]
 
 
+# 10^12 minor units: ten billion in a two-decimal currency; times MAX_QUANTITY and MAX_NAMED lines still fits int64.
+MAX_AMOUNT = 10**12
+
+
+def _iso_4217(value: str) -> str:
+    if pycountry.currencies.get(alpha_3=value) is None or value != value.upper():
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD, GBP)")
+    return value
+
+
+Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"]), AfterValidator(_iso_4217)]
+Amount = Annotated[JsonInt, Field(ge=0, le=MAX_AMOUNT, description="Minor units of the currency (cents).")]
+PriceMap = Annotated[
+    dict[Identifier, Amount], Field(min_length=1, max_length=MAX_NAMED, json_schema_extra=_CAPACITY_MAP_SCHEMA)
+]
+
+
+class Money(BaseModel):
+    amount: int = Field(description="Minor units of the currency (cents).")
+    currency: str = Field(description="ISO 4217 code.")
+
+
+class Price(BaseModel):
+    """A row's unit price as availability shows it (null where the row has none)."""
+
+    amount: int
+    currency: str
+
+
+def price_of(amount: int | None, currency: str | None) -> Price | None:
+    return Price(amount=amount, currency=currency) if amount is not None and currency is not None else None
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -80,6 +114,8 @@ class HoldStatus(StrEnum):
     RELEASED = "RELEASED"
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
+    # A sold hold given back (a cancelled sale): its lines no longer count in `sold`.
+    RETURNED = "RETURNED"
 
 
 class HoldLine(Frozen):
@@ -87,6 +123,11 @@ class HoldLine(Frozen):
 
     resource: str
     quantity: int
+    # The row's unit price when the hold was placed (minor units, ISO 4217): an operator's later change never
+    # changes it. None: the row has no price. `amount` = unit_price * quantity.
+    unit_price: int | None = None
+    amount: int | None = None
+    currency: str | None = None
 
 
 class HoldResult(Frozen):
@@ -97,10 +138,29 @@ class HoldResult(Frozen):
     lines: list[HoldLine] = Field(default_factory=list)
 
 
+class RefundResult(Frozen):
+    """One refund of a capture: `amount` given back by this refund key, `refunded` in all so far, `captured` what is
+    left to refund (all in minor units of `currency`)."""
+
+    hold_key: str
+    refund_key: str
+    amount: int
+    refunded: int
+    captured: int
+    currency: str
+
+
 class Shortage(Frozen):
+    """What was short. `resource` names an inventory row, or `payment` for a declined payment (then `requested`
+    and `available` are amounts in minor units and `reason` says why: a decline is not a shortage of stock)."""
+
     resource: str
     requested: int
     available: int
+    # Why, when it is not a matter of numbers: "departed" (a flight that has left), a payment's decline. Left out
+    # when there is none,
+    # so a shortage of numbers reads as it always did.
+    reason: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class Alternative(Frozen):
@@ -115,12 +175,13 @@ class Alternative(Frozen):
 
 
 class Counters(BaseModel):
-    """One inventory row's counters as the HTTP API shows them."""
+    """One inventory row's counters as the HTTP API shows them, and its unit price (null where it has none)."""
 
     capacity: int
     held: int
     sold: int
     available: int
+    price: Price | None = None
 
 
 class RowAvailability(Frozen):

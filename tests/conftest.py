@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.children import Children
-from booking_saga.devstack import dev_server_args, start_dev_server
-from booking_saga.embedded import free_port, start_postgres, start_redis
-from booking_saga.temporal import test_server_path
+# Every process of the session (this one, and the API, workers and CLIs it starts, which inherit the environment)
+# encrypts Temporal payloads with one key of the session's own, as production does with PAYLOAD_KEYS.
+os.environ.setdefault("PAYLOAD_KEYS", "test:" + base64.b64encode(os.urandom(32)).decode())
+
+from runtime.children import Children
+from runtime.codec import data_converter
+from runtime.devstack import dev_server_args, start_dev_server
+from runtime.embedded import free_port, start_postgres, start_redis
+from runtime.temporal import test_server_path
 from services.migrate import reset
+from settings import Settings
+
+# Every worker the tests start (in process or as a `booking-saga worker` child, which inherits the environment) fails
+# a saga on a non-determinism error instead of retrying its workflow task forever: a test waiting on the result
+# fails at once with the cause rather than hanging until its timeout.
+os.environ.setdefault("WORKFLOW_FAIL_ON_NONDETERMINISM", "true")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +62,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=test_server_path(), data_converter=data_converter(Settings())
     )
     yield env
     await env.shutdown()
@@ -66,7 +77,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         # On this (the main) thread, not a worker thread: the server gets SIGTERM when the thread that started
         # it ends (children.py, PR_SET_PDEATHSIG). Nothing else runs on the loop while the session starts.
         start_dev_server(children, dev_server_args(port, namespace="default"))
-        client = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(Settings()))
         yield WorkflowEnvironment.from_client(client)
     finally:
         children.stop_all()

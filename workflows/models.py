@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, create_model, model_validator
 
+from services import errors
 from services.registry import PARTICIPANTS, AnyParticipant
-from services.types import Alternative, Frozen, HoldResult, Identifier, Shortage
+from services.types import Alternative, Frozen, HoldResult, Identifier, Money, Shortage
 
 WORKFLOW_NAME = "CheckoutSaga"
 # Update names, also used by the API. `submit` is the update sent with Update-with-Start.
@@ -17,14 +18,14 @@ SUBMIT = "submit"
 CONFIRM = "confirm"
 CANCEL = "cancel"
 EXTEND = "extend"
+# Release some parts of a HELD checkout (a newer saga's update: an older one refuses it as unknown).
+CANCEL_PARTS = "cancel_parts"
 STATE_QUERY = "state"
-# The local activity that removes a settled checkout's per-customer claim (activities/claims.py).
-RELEASE_CLAIM = "checkout.release_claim"
+# The operator's signal: a failing release's cause is fixed, try the compensation again now.
 RETRY_COMPENSATION_SIGNAL = "retry_compensation"
-# ApplicationError types of a refused update (the validator said no, nothing was done).
-# UPDATE_REFUSED: not allowed in the checkout's current status (HTTP 409). EXTEND_REFUSED: beyond the bounds (422).
-UPDATE_REFUSED = "UpdateRefused"
-EXTEND_REFUSED = "ExtendRefused"
+# ApplicationError types of a refused update: defined, with their HTTP answer (409), in the error table.
+UPDATE_REFUSED = errors.UPDATE_REFUSED
+EXTEND_REFUSED = errors.EXTEND_REFUSED
 
 
 class CheckoutStatus(StrEnum):
@@ -100,6 +101,10 @@ class CheckoutInput(Frozen):
     local_participants: list[str] = Field(default_factory=list)
 
 
+class CancelPartsInput(Frozen):
+    parts: list[str] = Field(min_length=1)  # participant names
+
+
 class ExtendInput(Frozen):
     seconds: int = Field(ge=1)
 
@@ -124,3 +129,5 @@ class CheckoutView(Frozen):
     history: list[StatusChange] = Field(default_factory=list)
     # Set for FAILED / NEEDS_ATTENTION: what went wrong, for operators.
     error: str | None = None
+    # The sum of the holds' priced lines (each priced when its hold was placed); None when no line has a price.
+    total: Money | None = None

@@ -1,12 +1,17 @@
 """The saga-vs-ledger audit: every checkout's saga (Temporal) held against its holds (the ledgers).
 
-Violations (DESIGN.md "Saga-vs-ledger audit"):
+Violations (docs/faults-and-chaos.md, "Saga-vs-ledger audit"):
 - `active_hold_saga_closed`: an ACTIVE hold whose saga has closed (completed, terminated, failed, timed out).
 - `active_hold_saga_not_held`: an ACTIVE hold whose running saga has settled as CANCELLED, EXPIRED, REJECTED or
   FAILED: those statuses are recorded only after every release has succeeded.
 - `confirmed_saga_hold_not_confirmed`: a CONFIRMED saga with a hold that is not CONFIRMED (or missing).
 - `hold_without_saga`: an ACTIVE hold whose checkout has no saga.
 - `held_past_expiry`: a running saga still HELD after its holds' `expires_at` + grace (SWEEPER_GRACE_SECONDS).
+- With the booking records (services/bookings) given: `record_missing`, a closed CONFIRMED saga without a record;
+  `record_disagrees`, a record whose hold status differs from the ledger's, or whose status is not one a closed
+  CONFIRMED saga's record can have (CONFIRMED, or CANCELLED / NEEDS_ATTENTION once its sale is cancelled). A
+  CONFIRMED saga's hold that its record shows RELEASED (a part cancelled while HELD) or RETURNED (a sale's part
+  cancelled) is then no violation.
 
 Not violations, by decision:
 - An ACTIVE hold of a running saga in PENDING (its holds are being placed, or the others rolled back) or
@@ -36,7 +41,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.bookings.models import BookingRecord
 from services.ledger.ledger import HoldRecord
+from services.participant import HoldLedger as _HoldLedger
+from services.registry import AnyService
 from services.types import HoldStatus
 from workflows import search_attributes
 from workflows.models import WORKFLOW_NAME, CheckoutStatus
@@ -56,6 +64,18 @@ class ViolationKind(StrEnum):
     CONFIRMED_SAGA_HOLD_NOT_CONFIRMED = "confirmed_saga_hold_not_confirmed"
     HOLD_WITHOUT_SAGA = "hold_without_saga"
     HELD_PAST_EXPIRY = "held_past_expiry"
+    RECORD_MISSING = "record_missing"
+    RECORD_DISAGREES = "record_disagrees"
+
+
+class RecordReader(Protocol):
+    """What the audit reads of the booking records (services.bookings.records.BookingRecords)."""
+
+    async def load(self, checkout_id: str) -> BookingRecord | None: ...
+
+
+# What a closed CONFIRMED saga's record may say: confirmed, or its sale (being) cancelled since.
+_RECORD_AFTER_SALE = frozenset({"CONFIRMED", "CANCELLED", "NEEDS_ATTENTION"})
 
 
 class SagaViolation(BaseModel):
@@ -81,13 +101,8 @@ class SagaAuditReport(BaseModel):
     complete: bool = Field(default=True, description="false when `limit` stopped the audit before the end")
 
 
-class HoldLedger(Protocol):
-    """What the audit reads from one service's ledger (services.ledger.ledger.Ledger)."""
-
-    async def holds_page(self, after_key: str, limit: int) -> list[HoldRecord]:
-        """ACTIVE holds after `after_key`, in key order."""
-
-    async def hold_record(self, hold_key: str) -> HoldRecord | None: ...
+# What the audit reads from one participant (InventoryService.hold_ledger).
+HoldLedger = _HoldLedger
 
 
 @dataclass(frozen=True)
@@ -117,9 +132,9 @@ def split_hold_key(key: str) -> tuple[str, str]:
     return checkout_id, service
 
 
-def ledgers_of(services: Mapping[str, object]) -> dict[str, HoldLedger]:
-    """The ledgers of the inventory services (services.registry.build_services): each has `.ledger`."""
-    return {name: service.ledger for name, service in services.items()}  # type: ignore[attr-defined]
+def ledgers_of(services: Mapping[str, AnyService]) -> dict[str, HoldLedger]:
+    """What each participant's service gives the audit to read (InventoryService.hold_ledger), by name."""
+    return {name: found for name, service in services.items() if (found := service.hold_ledger()) is not None}
 
 
 async def audit_sagas(
@@ -132,10 +147,12 @@ async def audit_sagas(
     since: datetime | None = None,
     limit: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    records: RecordReader | None = None,
 ) -> SagaAuditReport:
     """`task_queue`: only the sagas of this checkout task queue (this deployment's; a shared server may run
-    others against other ledgers)."""
+    others against other ledgers). `records`: hold the booking records against sagas and ledgers too."""
     audit = _Audit(client, ledgers, timedelta(seconds=grace_seconds), page_size, limit, now)
+    audit.records = records
     await audit.active_holds()
     await audit.sagas(since, task_queue)
     return SagaAuditReport(
@@ -170,6 +187,7 @@ class _Audit:
         self._active_keys: set[str] = set()
         self._active_checkouts: set[str] = set()
         self._gate = asyncio.Semaphore(CONCURRENCY)
+        self.records: RecordReader | None = None
 
     def _room(self) -> bool:
         if self.limit is not None and self.checkouts >= self.limit:
@@ -245,6 +263,11 @@ class _Audit:
 
     async def _check_saga(self, saga: Saga) -> None:
         records = await self._hold_records(saga)
+        if saga.status is CheckoutStatus.CONFIRMED and self.records is not None:
+            if await self._record_problems(saga, records, report=False):
+                # A second look: a cancellation may have been between its ledger and its record write.
+                await self._record_problems(saga, await self._hold_records(saga), report=True)
+            return
         if saga.status is CheckoutStatus.CONFIRMED:
             # Final: a CONFIRMED saga's holds were confirmed before it said so, and a sale is never undone.
             for service, record in records.items():
@@ -270,6 +293,44 @@ class _Audit:
                     f"(grace {int(self.grace.total_seconds())}s)",
                 ))
 
+    async def _record_problems(self, saga: Saga, holds: dict[str, HoldRecord | None], *, report: bool) -> bool:
+        """A CONFIRMED saga held against its record and its holds; True when something disagrees."""
+        assert self.records is not None
+        record = await self.records.load(saga.checkout_id)
+        found: list[SagaViolation] = []
+        if record is None:
+            if not saga.running:  # a running saga writes its record just after answering
+                found.append(SagaViolation(
+                    kind=ViolationKind.RECORD_MISSING, checkout_id=saga.checkout_id, saga_status=saga.shown_status,
+                    detail="the saga is CONFIRMED and closed but the checkout has no booking record",
+                ))
+            expected = {service: HoldStatus.CONFIRMED.value for service in holds}
+        else:
+            if not saga.running and record.status not in _RECORD_AFTER_SALE:
+                found.append(SagaViolation(
+                    kind=ViolationKind.RECORD_DISAGREES, checkout_id=saga.checkout_id, saga_status=saga.shown_status,
+                    detail=f"the saga is CONFIRMED but its record says {record.status}",
+                ))
+            shown = {str(h.get("service")): str(h.get("status")) for h in record.view.get("holds") or []}
+            expected = {service: shown.get(service, HoldStatus.CONFIRMED.value) for service in holds}
+            if saga.running and record.status not in _RECORD_AFTER_SALE:
+                expected = {service: HoldStatus.CONFIRMED.value for service in holds}  # the record lags behind
+        for service, hold in holds.items():
+            if hold is not None and hold.status.value == expected[service]:
+                continue
+            kind = (ViolationKind.CONFIRMED_SAGA_HOLD_NOT_CONFIRMED if record is None
+                    else ViolationKind.RECORD_DISAGREES)
+            found.append(SagaViolation(
+                kind=kind, checkout_id=saga.checkout_id, service=service,
+                hold_status=hold.status.value if hold else None, saga_status=saga.shown_status,
+                detail=f"the record says {expected[service]} but this hold " + (
+                    f"is {hold.status.value}" if hold else "is not in the ledger"),
+            ))
+        if report:
+            for violation in found:
+                self._add(violation)
+        return bool(found)
+
     async def _hold_records(self, saga: Saga) -> dict[str, HoldRecord | None]:
         services = [s for s in saga.services if s in self.ledgers]
         found = await asyncio.gather(*(self.ledgers[s].hold_record(hold_key(saga.checkout_id, s)) for s in services))
@@ -284,6 +345,8 @@ class _Audit:
         return bool(expiries) and max(expiries) + self.grace < self.now()
 
     async def _describe(self, checkout_id: str) -> Saga | None:
+        if not checkout_id:  # a hold key that names no checkout (not a saga's): no saga owns it
+            return None
         try:
             description = await self.client.get_workflow_handle(checkout_id).describe()
         except RPCError as error:

@@ -13,10 +13,13 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from services.types import Alternative, HoldResult, Shortage
+    from services.money import MixedCurrencies, total_of
+    from services.types import Alternative, HoldResult, Money, Shortage
     from workflows import search_attributes
     from workflows.models import CheckoutInput, CheckoutStatus, CheckoutView, StatusChange
 
+# Patch id (workflow.patched): the search attributes a starter set are kept, the CustomerId pseudonym included.
+PSEUDONYM_PATCH = "keep-customer-pseudonym"
 # Exported by the checkout worker's SDK Prometheus endpoint (WORKER_METRICS_PORT) as booking_checkout_status_total.
 STATUS_METRIC = "booking_checkout_status"
 
@@ -37,7 +40,14 @@ class CheckoutState:
         workflow set those already (the API does: search_attributes.at_start)."""
         given = workflow.info().typed_search_attributes
         describing = search_attributes.describing(self.params.request)
-        if any(given.get(update.key) != update.value for update in describing):
+        # Formerly: publish unless the starter set exactly describing()'s values. Now: publish unless the starter
+        # set CustomerId at all, since the API's is a pseudonym the plain id must not overwrite. The two rules
+        # differ only for such a pseudonym; there, a history from a worker of the former rule (a rolling deploy,
+        # the API updated first) replays its upsert.
+        former = any(given.get(update.key) != update.value for update in describing)
+        current = given.get(search_attributes.CUSTOMER_ID) is None
+        publish = current if former != current and workflow.patched(PSEUDONYM_PATCH) else former
+        if publish:
             workflow.upsert_search_attributes(describing)
         pending_given = given.get(search_attributes.CHECKOUT_STATUS) == CheckoutStatus.PENDING.value
         self.move_to(CheckoutStatus.PENDING, "holds requested", publish=not pending_given)
@@ -78,4 +88,13 @@ class CheckoutState:
             alternatives=self.alternatives,
             history=self.history,
             error=self.error,
+            total=self.total(),
         )
+
+    def total(self) -> Money | None:
+        """The checkout's total from its holds' recorded prices (lines in two currencies: none; the API refuses
+        such a checkout, so only an operator's re-pricing between the API's look and the holds gets here)."""
+        try:
+            return total_of(self.holds.values())
+        except MixedCurrencies:
+            return None

@@ -16,8 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import ExtendHoldInput, HoldInput, activity_name
-    from services.types import Alternative, Frozen, HoldResult
+    from activities.models import REFUND, ExtendHoldInput, HoldInput, RefundInput, activity_name
+    from services.types import Alternative, Frozen, HoldResult, RefundResult
     from workflows.summaries import activity_summary
 
 ATTEMPT_TIMEOUT = timedelta(seconds=10)
@@ -64,6 +64,8 @@ class Steps:
         return f"{self.checkout_id}:{service}"
 
     def _summary(self, operation: str, service: str) -> str:
+        if service not in self.requests:  # a cancellation of a checkout recorded without its request
+            return f"{operation} {service}"
         return activity_summary(operation, service, self.requests[service])
 
     async def _run(
@@ -105,6 +107,20 @@ class Steps:
     async def release(self, service: str) -> HoldResult:
         return await self._run(
             service, "release", self.hold_key(service), HoldResult, retry_policy=_UNTIL_DONE,
+            schedule_to_close=RELEASE_PATIENCE,
+        )
+
+    async def refund(self, service: str, refund_key: str, amount: int | None = None) -> RefundResult:
+        """Give back what `service` captured (a payment), once per `refund_key`; like release, it must succeed."""
+        return await self._run(
+            service, REFUND, RefundInput(hold_key=self.hold_key(service), refund_key=refund_key, amount=amount),
+            RefundResult, retry_policy=_UNTIL_DONE, schedule_to_close=RELEASE_PATIENCE,
+        )
+
+    async def return_sale(self, service: str) -> HoldResult:
+        """A cancelled sale's part given back: retried like a release (it must eventually happen)."""
+        return await self._run(
+            service, "return_sale", self.hold_key(service), HoldResult, retry_policy=_UNTIL_DONE,
             schedule_to_close=RELEASE_PATIENCE,
         )
 

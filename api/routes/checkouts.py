@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 
-from api import saga
-from api.answers import conflict, not_placed
-from api.deps import AppState, StateDep
+from api import admission
+from api.auth import is_operator
+from api.deps import StateDep
 from api.idempotency import CHECKOUT_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN
-from api.identity import CallerDep, CallerOrOperatorDep, auth_docs, check_may_change, read_checkout
-from api.precheck import check_resources_exist
+from api.identity import CallerDep, CallerOrOperatorDep, auth_docs, check_may_change, forbidden, read_checkout
+from api.ledger_errors import ledger_problems
 from api.problems import ProblemError, problem_docs, service_unavailable
-from api.schemas import Checkout, CheckoutBody, CheckoutProblem, ExtendBody, HoldLimitProblem
-from api.sold_out import CHECKOUTS_PATH, attempt_of, looked_at, sold_out_view
-from services.customer_limits import LimitExceeded
-from services.errors import LedgerError
+from api.schemas import CancelBody, Checkout, CheckoutBody, CheckoutList, CheckoutProblem, ExtendBody, HoldLimitProblem
+from checkouts import bookings, saga
+from checkouts.answers import conflict
+from checkouts.parts import cancellable_parts
+from services.bookings.records import PAGE_MAX
 from services.logcontext import bind_checkout
-from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutRequest, CheckoutStatus, CheckoutView, ExtendInput
+from services.types import IDENTIFIER_PATTERN
+from workflows.models import CANCEL, CONFIRM, EXTEND, CheckoutStatus, ExtendInput
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix=CHECKOUTS_PATH, tags=["checkouts"])
-
-# The saga answers `submit` with one of these once its holds are placed: the checkout exists (201).
-PLACED = {CheckoutStatus.HELD, CheckoutStatus.CONFIRMED, CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED}
-# Cancel is a no-op success for a checkout that holds nothing any more.
-NOTHING_HELD = {CheckoutStatus.CANCELLED, CheckoutStatus.EXPIRED, CheckoutStatus.REJECTED, CheckoutStatus.FAILED}
+router = APIRouter(prefix=admission.CHECKOUTS_PATH, tags=["checkouts"])
 
 IdempotencyKey = Annotated[
     str,
@@ -41,35 +37,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 CheckoutId = Annotated[str, Path(description="The checkout id from the 201 answer.", examples=["co-" + "0" * 32])]
-
-
-async def _record_started(state: AppState, checkout_id_: str) -> None:
-    """Record the id before its saga can exist: from then on the fast path leaves this key to its saga."""
-    if state.started is None:
-        return
-    try:
-        await state.started.record(checkout_id_)
-    except LedgerError as error:
-        raise service_unavailable(f"the checkout could not be recorded ({error}); retry the same request",
-                                  dependency="database") from error
-
-
-async def _claim(state: AppState, checkout_id_: str, request: CheckoutRequest) -> None:
-    """Count the checkout against its customer's limits (429 when over one) and record its id as started, in
-    one transaction, before its saga can exist (services/customer_limits.py)."""
-    if state.limits is None:
-        return await _record_started(state, checkout_id_)
-    rows = {(p.name, resource): units for p, part in request.parts() for resource, units in p.rows(part).items()}
-    try:
-        await state.limits.claim(checkout_id_, request.customer_id, rows)
-    except LimitExceeded as over:
-        raise ProblemError(
-            429, "hold-limit", "Hold limit reached", f"{over}: confirm, cancel or let one expire first",
-            limit=over.limit, current=over.current, max=over.max, resource=over.resource,
-        ) from None
-    except LedgerError as error:
-        raise service_unavailable(f"the checkout could not be recorded ({error}); retry the same request",
-                                  dependency="database") from error
 
 
 def _valid_id(checkout_id_: str) -> str:
@@ -101,47 +68,40 @@ async def create_checkout(
     The same Idempotency-Key with the same body answers the same, even while the first request runs, and even
     after the checkout has moved on (then with its current status). The same key with another body is a 422.
     """
-    caller.check_places_for(body.customer_id)
-    started = time.perf_counter()
-    outcome = "error"
-    view: CheckoutView | None = None
-    try:
-        # Sold-out answers are normally given before routing (api/sold_out.py), which hands on the attempt it
-        # looked at; the rest is for when the lane could not look.
-        looked = looked_at(http.scope)
-        try:
-            attempt = looked or attempt_of(state.settings, body, idempotency_key)
-        except ProblemError:
-            outcome = "invalid"
-            raise
-        bind_checkout(attempt.checkout_id)  # every later log line of this request carries the checkout id
-        request, cid, digest = attempt.request, attempt.checkout_id, attempt.digest
-        if looked is None and (view := await sold_out_view(state, attempt)) is not None:
-            outcome = view.status.value.lower()
-            state.metrics.fast_path_rejections.inc()
-            raise not_placed(view)
-        await check_resources_exist(state.services, request, state.known_resources)
-        client = state.temporal.require()
-        await _claim(state, cid, request)
-        view = await saga.submit(client, state.settings, cid, request, digest, attempt.hold_seconds)
-        if view.request_hash != digest:
-            outcome = "key_reused"
-            raise ProblemError(
-                422, "idempotency-key-reused", "Idempotency-Key reused",
-                "this Idempotency-Key was already used with another request body; use a new key for a new checkout",
-                checkout_id=cid,
-            )
-        outcome = view.status.value.lower()
-        if view.status not in PLACED:
-            raise not_placed(view)
-        return Checkout.from_view(view)
-    except ProblemError as problem:
-        if outcome == "error":
-            outcome = {503: "unavailable", 422: "invalid"}.get(problem.status, outcome)
-        raise
-    finally:
-        state.metrics.observe_checkout(outcome, time.perf_counter() - started, view)
-        log.debug("checkout answered: %s", outcome)  # with the checkout id once it is known (bind_checkout)
+    # The whole admission (attempt, sold-out answer, prechecks, claim, Update-with-Start) is api/admission.py's.
+    return Checkout.from_view(await admission.admit(state, http.scope, body, idempotency_key, caller))
+
+
+@router.get("", response_model=CheckoutList, summary="List checkouts, newest first", operation_id="list_checkouts",
+            responses=problem_docs(403, 422, 503) | auth_docs("customer_id names another customer."))
+async def list_checkouts(
+    state: StateDep,
+    caller: CallerOrOperatorDep,
+    http: Request,
+    customer_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, description="Whose checkouts. Under "
+                                             "CUSTOMER_AUTH=jwt a customer's own by default; the operator may "
+                                             "name anyone or no one (everyone's).")] = None,
+    status: Annotated[list[CheckoutStatus] | None, Query(description="Only these statuses (repeatable).")] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
+) -> CheckoutList:
+    """A customer's checkouts from their booking records, newest first, a page at a time (keyset paging: a page
+    costs the same however deep, and checkouts added meanwhile never shift the next page)."""
+    whose = customer_id
+    if caller.kind == "customer":
+        if whose is not None and whose != caller.customer_id:
+            raise forbidden("a customer lists its own checkouts only")
+        whose = caller.customer_id
+    elif caller.kind == "anyone" and whose is None and not is_operator(state, http):
+        raise ProblemError(422, "invalid-request", "Invalid request",
+                           "customer_id is required (the operator token lists everyone's)")
+    if state.records is None:
+        raise service_unavailable("checkout records need the database", dependency="database")
+    with ledger_problems("checkout records"):
+        page = await state.records.page(whose, [s.value for s in status or []], limit, cursor)
+    return CheckoutList(
+        checkouts=[Checkout.from_view(bookings.record_view(r)) for r in page.records], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/{checkout_id}", response_model=Checkout, summary="Read a checkout", operation_id="get_checkout",
@@ -150,7 +110,7 @@ async def get_checkout(checkout_id: CheckoutId, state: StateDep, caller: CallerO
     """The checkout now: status, holds, `expires_at` while HELD, and the history of its status changes."""
     checkout_id = _valid_id(checkout_id)
     bind_checkout(checkout_id)
-    return Checkout.from_view(await read_checkout(caller, state.temporal.require(), checkout_id))
+    return Checkout.from_view(await read_checkout(caller, state.temporal.require(), checkout_id, state.records))
 
 
 @router.post(
@@ -166,8 +126,12 @@ async def confirm_checkout(checkout_id: CheckoutId, state: StateDep, caller: Cal
     """Turn the holds into sales. Repeatable: confirming a CONFIRMED checkout answers 200 again."""
     checkout_id = _valid_id(checkout_id)
     bind_checkout(checkout_id)
-    await check_may_change(caller, state.temporal, checkout_id, CONFIRM)
+    await check_may_change(caller, state.temporal, checkout_id, CONFIRM, state.records)
     try:
+        # A settled checkout's record answers (its workflow may be gone): CONFIRMED again, or why not.
+        settled = bookings.settled_view(await bookings.load(state.records, checkout_id))
+        if settled is not None:
+            raise saga.RefusedUpdate(settled, "the checkout is closed")
         view = await saga.update(state.temporal.require(), checkout_id, CONFIRM)
     except saga.RefusedUpdate as refused:
         view = refused.view
@@ -184,22 +148,29 @@ async def confirm_checkout(checkout_id: CheckoutId, state: StateDep, caller: Cal
     "/{checkout_id}/cancel",
     operation_id="cancel_checkout",
     response_model=Checkout,
-    summary="Cancel a checkout",
-    responses=problem_docs(404, 409, 503, s409=(CheckoutProblem, "The checkout is already CONFIRMED.")) | auth_docs(),
+    summary="Cancel a checkout, a sale, or some of its parts",
+    responses=problem_docs(
+        400, 404, 409, 422, 503,
+        s409=(CheckoutProblem, "A part's cancellation window has closed (`cancel-window-closed`, naming the parts; "
+              "nothing was cancelled), or the checkout cannot be cancelled in its state."),
+    ) | auth_docs(),
 )
-async def cancel_checkout(checkout_id: CheckoutId, state: StateDep, caller: CallerOrOperatorDep) -> Checkout:
-    """Release the holds. Repeatable; a checkout that holds nothing any more (cancelled, expired, rejected)
-    answers 200 with its status. Only a CONFIRMED checkout cannot be cancelled (409)."""
+async def cancel_checkout(
+    checkout_id: CheckoutId, state: StateDep, caller: CallerOrOperatorDep, body: CancelBody | None = None
+) -> Checkout:
+    """Release a HELD checkout's holds, or give a CONFIRMED sale back to stock (every part, or only `parts`, named
+    by their checkout-body fields). Repeatable: a cancelled checkout or part answers 200 again with the checkout.
+    A sale's part past its cancellation window: 409 `cancel-window-closed`, nothing returned."""
     checkout_id = _valid_id(checkout_id)
     bind_checkout(checkout_id)
-    await check_may_change(caller, state.temporal, checkout_id, CANCEL)
+    wanted = cancellable_parts(body)
+    await check_may_change(caller, state.temporal, checkout_id, CANCEL, state.records)
     try:
-        view = await saga.update(state.temporal.require(), checkout_id, CANCEL)
-    except saga.RefusedUpdate as refused:
-        view = refused.view
-        if view.status not in NOTHING_HELD:
+        view = await bookings.cancel(state.temporal.require(), state.settings, state.records, checkout_id, wanted)
+    except ProblemError as problem:
+        if problem.status == 409:
             state.metrics.observe_action(CANCEL, "refused")
-            raise conflict(view, "Cannot cancel", f"the checkout is {view.status.value}: {refused.reason}") from None
+        raise
     state.metrics.observe_action(CANCEL, view.status.value.lower())
     return Checkout.from_view(view)
 
@@ -221,7 +192,7 @@ async def extend_checkout(checkout_id: CheckoutId, body: ExtendBody, state: Stat
                            f"seconds must be between 1 and {settings.hold_seconds_max}")
     checkout_id = _valid_id(checkout_id)
     bind_checkout(checkout_id)
-    await check_may_change(caller, state.temporal, checkout_id, EXTEND)
+    await check_may_change(caller, state.temporal, checkout_id, EXTEND, state.records)
     client = state.temporal.require()
     try:
         view = await saga.update(client, checkout_id, EXTEND, ExtendInput(seconds=body.seconds))

@@ -1,8 +1,13 @@
-"""Liveness, readiness per dependency, and Prometheus metrics."""
+"""Liveness, readiness per dependency, and Prometheus metrics.
+
+/readyz is public: its details say which dependency is down in words of its own, never a driver's message, an
+address or a port (the API's log has those, one line per failed check).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -13,6 +18,7 @@ from api.deps import AppState, StateDep
 from api.schemas import DependencyCheck, Liveness, Readiness
 from services.unavailable import describe, is_database_unavailable
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -27,13 +33,15 @@ async def _check_temporal(state: AppState) -> DependencyCheck:
     client = state.temporal.client
     if client is None:
         state.metrics.dependency_errors.labels(dependency="temporal").inc()
-        return DependencyCheck(ok=False, detail=state.temporal.last_error or "not connected")
+        log.warning("readiness: Temporal: %s", state.temporal.last_error or "not connected")
+        return DependencyCheck(ok=False, detail="cannot reach Temporal (the API's log says why)")
     try:
         await asyncio.wait_for(client.service_client.check_health(), CHECK_TIMEOUT_SECONDS)
-    except Exception as exc:  # any failure means "not ready", with its reason
+    except Exception as exc:  # any failure means "not ready", with its reason in the log
         state.metrics.dependency_errors.labels(dependency="temporal").inc()
-        return DependencyCheck(ok=False, detail=f"health check failed: {exc}")
-    return DependencyCheck(ok=True, detail=f"connected to {state.settings.temporal_address}")
+        log.warning("readiness: Temporal's health check failed: %s: %s", type(exc).__name__, exc)
+        return DependencyCheck(ok=False, detail="Temporal's health check failed (the API's log says why)")
+    return DependencyCheck(ok=True, detail="Temporal answers")
 
 
 async def _check_database(state: AppState) -> DependencyCheck:
@@ -44,9 +52,10 @@ async def _check_database(state: AppState) -> DependencyCheck:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not ready"; the classification says whether it is an outage
         state.metrics.dependency_errors.labels(dependency="database").inc()
+        log.warning("readiness: PostgreSQL: %s", describe(exc))
         if is_database_unavailable(exc):
-            return DependencyCheck(ok=False, detail=f"PostgreSQL is unavailable: {describe(exc)}")
-        return DependencyCheck(ok=False, detail=f"PostgreSQL check failed: {describe(exc)}")
+            return DependencyCheck(ok=False, detail="PostgreSQL is unavailable (the API's log says why)")
+        return DependencyCheck(ok=False, detail="PostgreSQL check failed (the API's log says why)")
     return DependencyCheck(ok=True, detail="PostgreSQL answers")
 
 

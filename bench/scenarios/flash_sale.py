@@ -54,7 +54,7 @@ async def _wave(api: BenchApi, secret: str, sku: str, buyers: int, concurrency: 
         return Wave(answers, ids, time.perf_counter() - started)
 
 
-async def _workflows_started(client: Client, ids: list[str]) -> int:
+async def workflows_started(client: Client, ids: list[str]) -> int:
     """How many of these checkout ids exist as workflows."""
     limit = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
 
@@ -81,8 +81,8 @@ async def run(api: BenchApi, client: Client, secret: str, size: Size, saga_per_s
     async with api.client() as http:
         ledger = await api.item_availability(http, sku)
         audit = await api.audit(http)
-    sale_409_workflows = await _workflows_started(client, sale.ids_with(409))
-    late_409_workflows = await _workflows_started(client, late.ids_with(409))
+    sale_409_workflows = await workflows_started(client, sale.ids_with(409))
+    late_409_workflows = await workflows_started(client, late.ids_with(409))
     sold_out_rate = per_second(late.count(409), late.seconds)
     rejected = size.buyers - size.seats
     figures = [

@@ -36,13 +36,14 @@ CLAIM_KEY = """INSERT INTO orders.holds (hold_key, status, expires_at) VALUES ($
 ON CONFLICT DO NOTHING RETURNING hold_key"""
 FIND_SKU = "SELECT id FROM orders.inventory WHERE sku = $1"
 TAKE = """UPDATE orders.inventory SET held = held + $2, version = version + 1
-WHERE id = $1 AND held + sold + $2 <= capacity RETURNING resource, capacity, held, sold, version"""
+WHERE id = $1 AND held + sold + $2 <= capacity
+RETURNING resource, capacity, held, sold, version, unit_price, currency"""
 ADD_LINE = "INSERT INTO orders.hold_lines (hold_key, inventory_id, quantity) VALUES ($1, $2, $3)"
 
 Hold = Callable[[str, str], Awaitable[None]]
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release, as the service's pool does it: asyncpg still rolls back a transaction left
     open, but sends nothing else. Its default (pg_advisory_unlock_all, CLOSE ALL, UNLISTEN, RESET ALL) would be
     a round trip per hold that the service's hold does not make."""
@@ -74,13 +75,15 @@ def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
     return hold
 
 
-async def _holds_per_lane(hold: Hold, tag: str, skus: list[str], per_lane: int) -> float:
-    async def lane(sku: str) -> None:
+async def holds_per_lane(hold: Hold, tag: str, skus: list[str], per_lane: int) -> float:
+    """One lane per entry of `skus` (the same sku may stand in several: lanes then queue on its row), each placing
+    `per_lane` holds one after the other; the seconds until the last lane is done."""
+    async def lane(number: int, sku: str) -> None:
         for index in range(per_lane):
-            await hold(f"{tag}:{sku}:{index}", sku)
+            await hold(f"{tag}:{number}:{index}", sku)
 
     started = time.perf_counter()
-    await asyncio.gather(*(lane(sku) for sku in skus))
+    await asyncio.gather(*(lane(number, sku) for number, sku in enumerate(skus)))
     return time.perf_counter() - started
 
 
@@ -92,16 +95,16 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
     per_lane = max(1, size.ledger_holds // (lanes * ROUNDS))
     expires_at = datetime.now(UTC) + timedelta(hours=1)
     engine = create_engine(database_url, pool_size=lanes)
-    pool = await asyncpg.create_pool(database_url, min_size=lanes, max_size=lanes, reset=_keep_session)
+    pool = await asyncpg.create_pool(database_url, min_size=lanes, max_size=lanes, reset=keep_session)
     seconds = {"services": 0.0, "raw": 0.0}
     try:
         holds = {"services": through_services(OrdersService(engine), expires_at), "raw": raw_sql(pool, expires_at)}
         for name, hold in holds.items():
-            await _holds_per_lane(hold, f"{run_id}:warm:{name}", skus, max(1, WARMUP_HOLDS // lanes))
+            await holds_per_lane(hold, f"{run_id}:warm:{name}", skus, max(1, WARMUP_HOLDS // lanes))
         for round_number in range(ROUNDS):
             order = list(holds.items()) if round_number % 2 == 0 else list(holds.items())[::-1]
             for name, hold in order:
-                seconds[name] += await _holds_per_lane(hold, f"{run_id}:{round_number}:{name}", skus, per_lane)
+                seconds[name] += await holds_per_lane(hold, f"{run_id}:{round_number}:{name}", skus, per_lane)
     finally:
         await pool.close()
         await engine.dispose()

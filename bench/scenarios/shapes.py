@@ -7,6 +7,12 @@ placement: the same workflow, API and servers with nothing behind the activities
 best shape's floor, the one the real checkout is held against. Every checkout is a three-service basket on
 inventory created for its level, so the holds never run short; each has a customer of its own, so the
 per-customer limits never answer for the bench.
+
+The whole booking (WHOLE_LOCAL) is the real local checkout as deployed: besides the holds, the record and the outbox
+(every real shape has those, and the payload codec: the bench stack's dev key), the rate limiter on, the webhook
+relay delivering to a local receiver, and each checkout paid from the customer's wallet (priced inventory, a wallet
+funded per customer before the level starts). STEPS turn on one of those at a time (and the codec off), at one
+level, beside the plain real checkout measured again in the same place (bench/scenarios/steps.py).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from bench.api_client import Answer, BenchApi, Inventory, run_bounded
 from bench.http import HttpClient
 from bench.sizes import Size
 from bench.stats import per_second, percentile
+from services.bookings.models import RECORD_ACTIVITY
 from services.registry import NAMES
 
 Placement = Literal["local", "remote"]
@@ -34,6 +41,11 @@ class Shape:
     label: str
     placement: Placement
     noop: bool
+    # The steps beyond the plain real checkout (shape_env says what each sets for the API and the workers).
+    codec: bool = True
+    rate_limit: bool = False
+    webhooks: bool = False
+    paid: bool = False
 
     @property
     def placements(self) -> dict[str, str]:
@@ -46,8 +58,48 @@ FLOOR_REMOTE = Shape("floor_remote", "no-op floor, remote shape", "remote", noop
 FLOOR_LOCAL = Shape("floor_local", "best-shape floor (no-op, local)", "local", noop=True)
 REAL_REMOTE = Shape("real_remote", "real, remote placement", "remote", noop=False)
 REAL_LOCAL = Shape("real_local", "real, local placement", "local", noop=False)
-# Measurement order: one API restart between the placements; each real run right after its own floor.
-SHAPES = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, REAL_LOCAL)
+WHOLE_LOCAL = Shape("whole_local", "whole booking, local placement", "local", noop=False, rate_limit=True,
+                    webhooks=True, paid=True)
+# Measurement order: one API restart between the placements; the remote real run right after its floor, the whole
+# booking (the one held to the targets) right after the best floor, then the plain real checkout, whose API the
+# per-step runs and the scenarios after them reuse.
+SHAPES = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, WHOLE_LOCAL, REAL_LOCAL)
+# Each step of the whole booking alone, at STEP_LEVEL: (step, the run with it, the run without it). The codec is
+# on in the plain checkout, so its pair is the plain run against one with the codec off. The plain real checkout
+# is measured first and last (the last also leaves the API and workers as the later scenarios expect them), and
+# the steps are held against both runs pooled, so a drift across the step runs weighs on neither side alone.
+STEP_LEVEL = 5
+STEP_PLAIN_FIRST = Shape("step_plain_first", "real, local (steps' baseline, first)", "local", noop=False)
+STEP_PLAIN = Shape("step_plain", "real, local (steps' baseline, last)", "local", noop=False)
+STEP_PLAINS = (STEP_PLAIN_FIRST, STEP_PLAIN)
+STEP_RUNS = (
+    STEP_PLAIN_FIRST,
+    Shape("step_no_codec", "real, local, codec off", "local", noop=False, codec=False),
+    Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
+    Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
+    Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
+    STEP_PLAIN,
+)
+STEPS = (
+    ("payload codec", STEP_PLAIN, STEP_RUNS[1]),
+    ("rate limiter", STEP_RUNS[2], STEP_PLAIN),
+    ("webhooks and relay", STEP_RUNS[3], STEP_PLAIN),
+    ("wallet payment", STEP_RUNS[4], STEP_PLAIN),
+)
+# Far above any rate a bench caller reaches: every request from the bench is one caller (one address, no customer
+# token), so a limit it could reach would answer 429s and measure the refusals; this one counts every request in
+# Redis, as deployed, and never refuses one.
+BENCH_RATE_LIMIT = "100000"
+
+
+def shape_env(shape: Shape, webhook_url: str, webhook_secret: str) -> dict[str, str]:
+    """What the shape sets in the API's and the workers' environment (the relay's too), over the bench stack's."""
+    env = {"RATE_LIMIT": BENCH_RATE_LIMIT if shape.rate_limit else "0"}
+    if not shape.codec:
+        env.update(PAYLOAD_KEYS="", PAYLOAD_KEY_ID="")
+    if shape.webhooks:
+        env.update(WEBHOOK_URLS=webhook_url, WEBHOOK_SECRET=webhook_secret)
+    return env
 
 
 @dataclass
@@ -62,6 +114,12 @@ class Level:
         return sum(1 for a in self.answers if a.status == 201)
 
     @property
+    def paid(self) -> int:
+        """Placed checkouts with a wallet hold (the authorization) among their holds."""
+        return sum(1 for a in self.answers if a.status == 201 and any(
+            hold.get("service") == "wallet" for hold in a.body.get("holds", [])))
+
+    @property
     def per_second(self) -> float:
         return per_second(self.placed, self.seconds)
 
@@ -74,6 +132,7 @@ class Level:
             "checkouts": self.checkouts,
             "seconds": self.seconds,
             "placed": self.placed,
+            "paid": self.paid,
             "not_placed": {str(a.status): a.body.get("detail", "") for a in self.answers if a.status != 201},
             "per_second": self.per_second,
             **{f"p{p}_ms": self.latency_ms(p) for p in PERCENTILES},
@@ -86,6 +145,10 @@ class ShapeRun:
     levels: dict[int, Level]
     # One placed checkout's history so far, by kind of step: what the placement actually was, asked of Temporal.
     history: dict[str, int]
+    # Paid shapes: wallets whose authorization is their checkout's total, read back after the run.
+    wallets_authorized: int = 0
+    # Shapes with webhooks: deliveries the relay reported (2xx from the receiver) once the run was over.
+    webhooks_delivered: int = 0
 
     def at(self, concurrency: int) -> Level:
         return self.levels[concurrency]
@@ -103,6 +166,10 @@ class ShapeRun:
             "label": self.shape.label,
             "placement": self.shape.placement,
             "noop": self.shape.noop,
+            "steps": {"codec": self.shape.codec, "rate_limit": self.shape.rate_limit,
+                      "webhooks": self.shape.webhooks, "paid": self.shape.paid},
+            "wallets_authorized": self.wallets_authorized,
+            "webhooks_delivered": self.webhooks_delivered,
             "checkouts": self.checkouts,
             "placed": self.placed,
             "history_of_one_checkout": self.history,
@@ -111,29 +178,59 @@ class ShapeRun:
 
 
 async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
-    """Activity tasks (remote participants' operations) and local activity markers in one checkout's history."""
-    counts = {"activity_tasks": 0, "local_activities": 0}
+    """Activity tasks (remote participants' operations), the booking record's writes (an activity task each, off
+    the answer's path: docs/bookings.md) and local activity markers in one checkout's history."""
+    counts = {"activity_tasks": 0, "record_writes": 0, "local_activities": 0}
     async for event in client.get_workflow_handle(checkout_id).fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            counts["activity_tasks"] += 1
+            kind = event.activity_task_scheduled_event_attributes.activity_type.name
+            counts["record_writes" if kind == RECORD_ACTIVITY else "activity_tasks"] += 1
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
             counts["local_activities"] += 1
     return counts
 
 
-async def measure(api: BenchApi, client: Client, size: Size, shape: Shape) -> ShapeRun:
-    """Each level in turn, lowest concurrency first, closed loop, on inventory of its own."""
-    levels: dict[int, Level] = {}
+async def measure(api: BenchApi, client: Client, size: Size, shape: Shape, *,
+                  levels: tuple[int, ...] | None = None) -> ShapeRun:
+    """Each level in turn (`levels`, else every one of the size), lowest concurrency first, closed loop, on
+    inventory of its own; a paid shape's customers get their wallets before the level's clock starts."""
+    measured: dict[int, Level] = {}
+    wallets: list[tuple[str, Answer]] = []
     for concurrency, checkouts in size.levels.items():
+        if levels is not None and concurrency not in levels:
+            continue
         async with api.client() as http:
-            inventory = await api.create_inventory(http)
+            inventory = await api.create_inventory(http, priced=shape.paid)
+            customers = [api.unique("cust") for _ in range(checkouts)]
+            if shape.paid:
+                await api.fund_wallets(http, customers)
 
-            async def one(_index: int, inventory: Inventory = inventory, http: HttpClient = http) -> Answer:
-                return await api.checkout(http, inventory.basket(api.unique("cust")), api.unique("key"))
+            async def one(index: int, inventory: Inventory = inventory, http: HttpClient = http,
+                          customers: list[str] = customers) -> Answer:
+                return await api.checkout(http, inventory.basket(customers[index], paid=shape.paid),
+                                          api.unique("key"))
 
             started = time.perf_counter()
             answers = await run_bounded(checkouts, concurrency, one)
-            levels[concurrency] = Level(concurrency, checkouts, time.perf_counter() - started, answers)
-    placed = [a.body["checkout_id"] for level in levels.values() for a in level.answers if a.status == 201]
+            measured[concurrency] = Level(concurrency, checkouts, time.perf_counter() - started, answers)
+            wallets += list(zip(customers, answers, strict=True))
+    placed = [a.body["checkout_id"] for level in measured.values() for a in level.answers if a.status == 201]
     history = await history_steps(client, placed[-1]) if placed else {}
-    return ShapeRun(shape, levels, history)
+    run = ShapeRun(shape, measured, history)
+    if shape.paid:
+        run.wallets_authorized = await _wallets_authorized(api, wallets)
+    return run
+
+
+async def _wallets_authorized(api: BenchApi, wallets: list[tuple[str, Answer]]) -> int:
+    """How many placed checkouts' wallets have exactly the checkout's total authorized (each customer checks out
+    once, so the wallet's authorization is that checkout's)."""
+    placed = [(customer, answer) for customer, answer in wallets if answer.status == 201]
+    async with api.client() as http:
+        async def one(index: int) -> bool:
+            customer, answer = placed[index]
+            wallet = await api.wallet(http, customer)
+            total = answer.body.get("total") or {}
+            return bool(wallet["authorized"] > 0 and wallet["authorized"] == total.get("amount"))
+
+        return sum(await run_bounded(len(placed), 10, one))

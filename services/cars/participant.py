@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 DEMO_DEPOTS = {"D-LON-1": "London", "D-LON-2": "London", "D-PAR-1": "Paris"}
 DEMO_CARS = {"economy": 12, "compact": 6, "suv": 2}
 DEMO_DAYS = 30
+# Demo rates per car and day, in minor units of DEMO_CURRENCY.
+DEMO_CURRENCY = "EUR"
+DEMO_RATES = {"economy": 3500, "compact": 4500, "suv": 8000}
 
 
 class CarsParticipant(DatedParticipant[CarRequest]):
@@ -58,7 +61,8 @@ class CarsParticipant(DatedParticipant[CarRequest]):
 
     def demo_upsert(self, today: date) -> tuple[str, DepotInventory]:
         depot_id, city = next(iter(DEMO_DEPOTS.items()))
-        return depot_id, DepotInventory(city=city, cars=DEMO_CARS, days_from=today,
+        return depot_id, DepotInventory(city=city, cars=DEMO_CARS, currency=DEMO_CURRENCY, rates=DEMO_RATES,
+                                        days_from=today,
                                         days_to=today + timedelta(days=DEMO_DAYS - 1))
 
     def build_service(self, engine: AsyncEngine, sink: AvailabilitySink | None = None) -> InventoryService[CarRequest]:

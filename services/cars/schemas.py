@@ -13,7 +13,8 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 from services.dated import DatedRules, dates_between
-from services.types import CapacityMap, Counters, Day, Frozen, Identifier, Label, Quantity
+from services.money import prices_rule
+from services.types import CapacityMap, Counters, Currency, Day, Frozen, Identifier, Label, PriceMap, Quantity
 
 MAX_DAYS = 60
 MAX_UPSERT_DAYS = 366
@@ -56,7 +57,14 @@ class DepotInventory(Frozen):
         "one upsert."
     )
 
+    currency: Currency | None = Field(default=None, description="ISO 4217 code of `rates`.")
+    rates: PriceMap | None = Field(
+        default=None, description="Price of one car per day per car class named in `cars`, in minor units of "
+        "`currency`, for every day of this upsert; a car class not named keeps its rate."
+    )
+
     _days = RULES.range_validator("days_from", "days_to")
+    _rates = prices_rule("rates", "cars")
 
 
 class CarClassAvailability(BaseModel):

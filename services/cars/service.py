@@ -8,22 +8,28 @@ cars' own models.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
 
 from services.cars.models import Depot, Hold, HoldLine, Inventory
-from services.cars.participant import DEMO_CARS, DEMO_DAYS, DEMO_DEPOTS, CarsParticipant
+from services.cars.participant import DEMO_CARS, DEMO_CURRENCY, DEMO_DAYS, DEMO_DEPOTS, DEMO_RATES, CarsParticipant
 from services.cars.schemas import CarAvailability, CarClassAvailability, CarRentalQuery, CarRequest, DepotInventory
 from services.ledger.dated import DatedColumns, DatedService, Offered
 from services.ledger.ledger import LedgerTables
-from services.participant import expect
+from services.participant import CancelWindows, day_starts, expect
 
 
 class CarsService(DatedService[CarRequest, CarAvailability]):
     participant = CarsParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
     columns = DatedColumns(Depot, Depot.depot_id, Depot.city, Inventory.depot_id, Inventory.car_class, Inventory.day)
+
+    async def cancel_until(
+        self, request: CarRequest, confirmed_at: datetime, windows: CancelWindows
+    ) -> datetime | None:
+        """Until the pick-up day starts (UTC), less CANCEL_CAR_HOURS_BEFORE_PICK_UP."""
+        return day_starts(request.pick_up, windows.car_hours_before_pick_up)
 
     async def availability(self, resource_id: str, query: BaseModel) -> CarAvailability:
         """Per car class: the least available over the rental's days, and each day's counters. A day not on
@@ -36,13 +42,16 @@ class CarsService(DatedService[CarRequest, CarAvailability]):
         `days_from` to `days_to`, BOTH INCLUDED. Other classes and days are left as they are. Returns the
         availability over those days. InvalidRequest when a capacity is below held + sold."""
         wanted = expect(body, DepotInventory)
-        return await self.dated_upsert(resource_id, wanted.city, wanted.cars, wanted.days_from, wanted.days_to)
+        return await self.dated_upsert(
+            resource_id, wanted.city, wanted.cars, wanted.days_from, wanted.days_to, wanted.rates, wanted.currency
+        )
 
     async def seed_demo(self, today: date) -> None:
         """The demo depots with every demo car class for the next DEMO_DAYS days."""
         for depot_id, city in DEMO_DEPOTS.items():
             body = DepotInventory(
-                city=city, cars=DEMO_CARS, days_from=today, days_to=today + timedelta(days=DEMO_DAYS - 1)
+                city=city, cars=DEMO_CARS, days_from=today, days_to=today + timedelta(days=DEMO_DAYS - 1),
+                currency=DEMO_CURRENCY, rates=DEMO_RATES,
             )
             await self.upsert(depot_id, body)
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 DEMO_ROUTES = {("LHR", "JFK"): "BA", ("CDG", "BCN"): "AF"}
 DEMO_DAYS = 7
 DEMO_SEATS = {"economy": 150, "business": 20}
+# Demo fares per seat, in minor units of DEMO_CURRENCY.
+DEMO_CURRENCY = "EUR"
+DEMO_FARES = {"economy": 19900, "business": 89900}
 
 
 def resource_name(flight_id: str, seat_class: str) -> str:
@@ -67,7 +70,8 @@ class FlightParticipant(Participant[FlightRequest]):
         (origin, destination), day = next(iter(DEMO_ROUTES)), 1
         when = datetime.combine(today + timedelta(days=day), DEMO_DEPARTURES[0], tzinfo=UTC)
         return demo_flight_id(0, day), FlightInventory(origin=origin, destination=destination, departs_at=when,
-                                                       seats=DEMO_SEATS)
+                                                       seats=DEMO_SEATS, currency=DEMO_CURRENCY,
+                                                       fares=DEMO_FARES)
 
     def build_service(
         self, engine: AsyncEngine, sink: AvailabilitySink | None = None

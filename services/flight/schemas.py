@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from services.types import CapacityMap, Counters, Frozen, Identifier, Instant, Label, Quantity
+from services.money import prices_rule
+from services.types import CapacityMap, Counters, Currency, Frozen, Identifier, Instant, Label, PriceMap, Quantity
 
 
 class FlightRequest(Frozen):
@@ -24,6 +25,13 @@ class FlightInventory(Frozen):
     destination: Label
     departs_at: Instant = Field(description="Departure: an RFC 3339 date-time with a time zone.")
     seats: CapacityMap = Field(description="Capacity per seat class; classes not named stay as they are.")
+    currency: Currency | None = Field(default=None, description="ISO 4217 code of `fares`.")
+    fares: PriceMap | None = Field(
+        default=None, description="Price of one seat per class named in `seats`, in minor units of `currency`; a "
+        "class not named keeps its fare. A change never reaches a checkout already holding."
+    )
+
+    _fares = prices_rule("fares", "seats")
 
 
 class FlightAvailability(BaseModel):

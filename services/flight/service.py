@@ -9,10 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.errors import UnknownResource
+from services.errors import Unavailable, UnknownResource
 from services.flight.models import Flight, Hold, HoldLine, Inventory
 from services.flight.participant import (
+    DEMO_CURRENCY,
     DEMO_DAYS,
+    DEMO_FARES,
     DEMO_ROUTES,
     DEMO_SEATS,
     FlightParticipant,
@@ -21,17 +23,19 @@ from services.flight.participant import (
 )
 from services.flight.schemas import FlightAvailability, FlightInventory, FlightRequest
 from services.ledger.ledger import LedgerTables, LineRef
-from services.ledger.service import LedgerService
+from services.ledger.service import LedgerService, priced
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
-from services.participant import NoQuery, expect
-from services.types import Alternative, Counters, HoldResult
+from services.participant import CancelWindows, NoQuery, expect
+from services.types import Alternative, Counters, HoldResult, Shortage, price_of
 
 MAX_ALTERNATIVES = 5
 DEMO_DEPARTURES = (time(9, 30), time(7, 15))
 
 # The hold's resolver, on the driver like the rest of the hold (services.ledger.statements).
-FIND_ROW = f"SELECT id FROM {qualified(Inventory.__table__)} WHERE flight_id = $1 AND seat_class = $2"
+# With whether the flight has departed (the transaction's clock): a departed flight is never held.
+FIND_ROW = f"""SELECT i.id, f.departs_at <= now() AS departed FROM {qualified(Inventory.__table__)} i
+    JOIN {qualified(Flight.__table__)} f ON f.flight_id = i.flight_id WHERE i.flight_id = $1 AND i.seat_class = $2"""
 
 
 class FlightService(LedgerService[FlightRequest]):
@@ -42,13 +46,26 @@ class FlightService(LedgerService[FlightRequest]):
         wanted = request
 
         async def resolve(db: Driver) -> list[LineRef]:
-            row_id = await db.fetchval(FIND_ROW, wanted.flight_id, wanted.seat_class)
+            row = await db.fetchrow(FIND_ROW, wanted.flight_id, wanted.seat_class)
             resource = resource_name(wanted.flight_id, wanted.seat_class)
-            if row_id is None:
+            if row is None:
                 raise UnknownResource(resource)
-            return [LineRef(row_id, resource, wanted.seats)]
+            if row["departed"]:
+                raise Unavailable([Shortage(resource=resource, requested=wanted.seats, available=0,
+                                            reason="departed")])
+            return [LineRef(row["id"], resource, wanted.seats)]
 
         return await self.ledger.hold(hold_key, resolve, expires_at)
+
+    async def cancel_until(
+        self, request: FlightRequest, confirmed_at: datetime, windows: CancelWindows
+    ) -> datetime | None:
+        """Until CANCEL_FLIGHT_HOURS_BEFORE_DEPARTURE (24 h by default) before the flight departs."""
+        async with read_transaction(self.engine) as conn:
+            departs_at = await conn.scalar(select(Flight.departs_at).where(Flight.flight_id == request.flight_id))
+        if departs_at is None:
+            return None
+        return departs_at - timedelta(hours=windows.flight_hours_before_departure)
 
     async def unknown(self, request: FlightRequest) -> str | None:
         resource = resource_name(request.flight_id, request.seat_class)
@@ -79,7 +96,7 @@ class FlightService(LedgerService[FlightRequest]):
             changed = [
                 await self._set_capacity(
                     conn, {"flight_id": flight_id, "seat_class": seat_class},
-                    resource_name(flight_id, seat_class), capacity,
+                    resource_name(flight_id, seat_class), capacity, priced(wanted.fares, wanted.currency, seat_class),
                 )
                 for seat_class, capacity in sorted(seats.items())
             ]
@@ -92,7 +109,10 @@ class FlightService(LedgerService[FlightRequest]):
         for number, (origin, destination) in enumerate(DEMO_ROUTES):
             for day in range(1, DEMO_DAYS + 1):
                 when = datetime.combine(today + timedelta(days=day), DEMO_DEPARTURES[number], tzinfo=UTC)
-                body = FlightInventory(origin=origin, destination=destination, departs_at=when, seats=DEMO_SEATS)
+                body = FlightInventory(
+                    origin=origin, destination=destination, departs_at=when, seats=DEMO_SEATS,
+                    currency=DEMO_CURRENCY, fares=DEMO_FARES,
+                )
                 await self.upsert(demo_flight_id(number, day), body)
 
     async def alternatives(self, request: FlightRequest) -> list[Alternative]:
@@ -141,7 +161,10 @@ class FlightService(LedgerService[FlightRequest]):
         if known is None:
             raise UnknownResource(flight_id)
         rows = await conn.execute(
-            select(Inventory.seat_class, Inventory.capacity, Inventory.held, Inventory.sold)
+            select(
+                Inventory.seat_class, Inventory.capacity, Inventory.held, Inventory.sold, Inventory.unit_price,
+                Inventory.currency,
+            )
             .where(Inventory.flight_id == flight_id)
             .order_by(Inventory.seat_class)
         )
@@ -149,7 +172,8 @@ class FlightService(LedgerService[FlightRequest]):
             flight_id=flight_id,
             seat_classes={
                 row.seat_class: Counters(
-                    capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold
+                    capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold,
+                    price=price_of(row.unit_price, row.currency),
                 )
                 for row in rows
             },

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 DEMO_HOTELS = {"H-LON-1": "London", "H-PAR-1": "Paris"}
 DEMO_ROOMS = {"standard": 20, "deluxe": 8, "suite": 2}
 DEMO_NIGHTS = 30
+# Demo rates per room and night, in minor units of DEMO_CURRENCY.
+DEMO_CURRENCY = "EUR"
+DEMO_RATES = {"standard": 12000, "deluxe": 21000, "suite": 45000}
 
 
 class HotelParticipant(DatedParticipant[HotelRequest]):
@@ -54,7 +57,8 @@ class HotelParticipant(DatedParticipant[HotelRequest]):
 
     def demo_upsert(self, today: date) -> tuple[str, HotelInventory]:
         hotel_id, city = next(iter(DEMO_HOTELS.items()))
-        return hotel_id, HotelInventory(city=city, rooms=DEMO_ROOMS, nights_from=today,
+        return hotel_id, HotelInventory(city=city, rooms=DEMO_ROOMS, currency=DEMO_CURRENCY, rates=DEMO_RATES,
+                                        nights_from=today,
                                         nights_to=today + timedelta(days=DEMO_NIGHTS - 1))
 
     def build_service(

@@ -11,7 +11,8 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 from services.dated import DatedRules, dates_between
-from services.types import CapacityMap, Counters, Day, Frozen, Identifier, Label, Quantity
+from services.money import prices_rule
+from services.types import CapacityMap, Counters, Currency, Day, Frozen, Identifier, Label, PriceMap, Quantity
 
 MAX_NIGHTS = 60
 MAX_UPSERT_NIGHTS = 366
@@ -54,7 +55,14 @@ class HotelInventory(Frozen):
         "nights in one upsert."
     )
 
+    currency: Currency | None = Field(default=None, description="ISO 4217 code of `rates`.")
+    rates: PriceMap | None = Field(
+        default=None, description="Price of one room per night per room type named in `rooms`, in minor units of "
+        "`currency`, for every night of this upsert; a room type not named keeps its rate."
+    )
+
     _nights = RULES.range_validator("nights_from", "nights_to")
+    _rates = prices_rule("rates", "rooms")
 
 
 class RoomTypeAvailability(BaseModel):

@@ -34,12 +34,12 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from services.dated import DatedLine, DatedParticipant, dates_between, resource_name
 from services.errors import UnknownResource
 from services.ledger.ledger import LineRef
-from services.ledger.service import LedgerService
+from services.ledger.service import LedgerService, priced
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.participant import RequestT
 from services.protocol import AvailabilitySink
-from services.types import Alternative, Counters, HoldResult
+from services.types import Alternative, Counters, HoldResult, price_of
 
 AvailabilityT = TypeVar("AvailabilityT", bound=BaseModel)
 
@@ -121,10 +121,12 @@ class DatedService(LedgerService[RequestT], Generic[RequestT, AvailabilityT]):
             return await self._availability(conn, site_id, first, end)
 
     async def dated_upsert(
-        self, site_id: str, city: str, capacities: dict[str, int], first: date, last: date
+        self, site_id: str, city: str, capacities: dict[str, int], first: date, last: date,
+        prices: dict[str, int] | None = None, currency: str | None = None,
     ) -> AvailabilityT:
         """Create or change a site: its city and, for every date from `first` to `last` (both included), the
-        capacity of each class named. Answers the availability over those dates."""
+        capacity of each class named and its price per date (`prices` in `currency`; a class not priced keeps
+        its price). Answers the availability over those dates."""
         c = self.columns
         dates = dates_between(first, last + timedelta(days=1))
         async with ledger_transaction(self.engine) as conn:
@@ -135,7 +137,7 @@ class DatedService(LedgerService[RequestT], Generic[RequestT, AvailabilityT]):
             changed = [
                 await self._set_capacity(
                     conn, {c.site.key: site_id, c.kind.key: kind, c.day.key: day},
-                    resource_name(site_id, kind, day), capacity,
+                    resource_name(site_id, kind, day), capacity, priced(prices, currency, kind),
                 )
                 for kind, capacity in sorted(capacities.items())
                 for day in dates
@@ -158,7 +160,7 @@ class DatedService(LedgerService[RequestT], Generic[RequestT, AvailabilityT]):
                     found.append(self._alternative(offer, available, f"another {rules.kind}"))
             others = select(c.site_id).where(c.city == city, c.site_id != wanted.site)
             for offer, available in await self._offers(conn, c.site.in_(others), wanted):
-                found.append(self._alternative(offer, available, f"another {self.participant.routes.noun} in {city}"))
+                found.append(self._alternative(offer, available, f"another {self.participant.noun} in {city}"))
             today = datetime.now(UTC).date()
             for shift in sorted(range(-SHIFT_DAYS, SHIFT_DAYS + 1), key=lambda d: (abs(d), d)):
                 shifted = wanted.shifted(shift)
@@ -202,14 +204,15 @@ class DatedService(LedgerService[RequestT], Generic[RequestT, AvailabilityT]):
             raise UnknownResource(site_id)
         dates = dates_between(first, end)
         rows = await conn.execute(
-            select(c.kind, c.day, inv.capacity, inv.held, inv.sold)
+            select(c.kind, c.day, inv.capacity, inv.held, inv.sold, inv.unit_price, inv.currency)
             .where(c.site == site_id, c.day.in_(dates))
             .order_by(c.kind, c.day)
         )
         per_kind: dict[str, dict[date, Counters]] = {}
-        for kind, day, capacity, held, sold in rows:
+        for kind, day, capacity, held, sold, unit_price, currency in rows:
             per_kind.setdefault(kind, {})[day] = Counters(
-                capacity=capacity, held=held, sold=sold, available=capacity - held - sold
+                capacity=capacity, held=held, sold=sold, available=capacity - held - sold,
+                price=price_of(unit_price, currency),
             )
         return self.answer(site_id, {
             kind: Offered(min(d.available for d in on_sale.values()) if len(on_sale) == len(dates) else 0, on_sale)

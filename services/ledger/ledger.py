@@ -12,6 +12,10 @@ Outcomes of a duplicate delivery of `hold` (same key again, whatever the request
   REJECTED            -> the recorded error again (Unavailable with the same shortages, or UnknownResource);
   RELEASED or EXPIRED -> HoldNotActive with that status; a RELEASED tombstone (release arrived first) is refused
                          this way, so a hold that arrives after its compensation never takes inventory.
+
+`return_sale` gives a sale back (a cancelled sale): CONFIRMED -> RETURNED and its lines off `sold`, once per
+hold key (a duplicate answers RETURNED again and moves nothing). The invariant the audit checks is then: `held` =
+ACTIVE lines, `sold` = CONFIRMED lines (a RETURNED line counts in neither).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from services.errors import (
     HoldNotActive,
     InvalidRequest,
     LedgerError,
+    StorageError,
     Unavailable,
     UnknownResource,
 )
@@ -39,7 +44,7 @@ from services.ledger.statements import LedgerStatements
 from services.ledger.tables import HoldLineRow, HoldRow, InventoryRow
 from services.ledger.transaction import Driver, driver_transaction, pooled_driver
 from services.protocol import AvailabilitySink, RowState
-from services.types import HoldLine, HoldResult, HoldStatus, Shortage, Violation
+from services.types import HoldLine, HoldResult, HoldStatus, Price, Shortage, Violation, price_of
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,15 @@ class LineRef:
 # Maps a request to its lines, inside the hold's transaction; raises UnknownResource for unknown ids.
 # Reads only: it runs before the savepoint that undoes a refused hold's lines.
 Resolver = Callable[[Driver], Awaitable[list[LineRef]]]
+
+
+def _line(resource: str, quantity: int, unit_price: int | None, currency: str | None) -> HoldLine:
+    """A hold line; priced (unit price, amount, currency) when its row had a price as the hold was placed."""
+    if unit_price is None or currency is None:
+        return HoldLine(resource=resource, quantity=quantity)
+    return HoldLine(
+        resource=resource, quantity=quantity, unit_price=unit_price, amount=unit_price * quantity, currency=currency
+    )
 
 
 def _check_key(hold_key: str) -> None:
@@ -149,7 +163,7 @@ class Ledger:
         _check_key(hold_key)
         sql = self._sql
         refusal: Unavailable | UnknownResource | None = None
-        taken: list[tuple[RowState, int]] = []
+        taken: list[tuple[RowState, HoldLine]] = []
         short_rows: list[RowState] = []
         async with driver_transaction(self.engine) as db:
             if await db.fetchval(sql.claim_key, hold_key, expires_at) is None:
@@ -172,7 +186,7 @@ class Ledger:
             self.publish_soon(short_rows)
             raise refusal
         self.publish_soon([state for state, _ in taken])
-        return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [(s.resource, q) for s, q in taken])
+        return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [line for _, line in taken])
 
     async def confirm(self, hold_key: str) -> HoldResult:
         _check_key(hold_key)
@@ -206,6 +220,27 @@ class Ledger:
         await self.publish(touched)
         return self._result(hold_key, HoldStatus.RELEASED, moved["expires_at"], lines)
 
+    async def return_sale(self, hold_key: str) -> HoldResult:
+        """CONFIRMED -> RETURNED with `sold` down by the hold's lines, in one transaction. RETURNED again -> the
+        recorded result (idempotent); anything else -> HoldNotActive (nothing was sold under this key)."""
+        _check_key(hold_key)
+        async with driver_transaction(self.engine) as db:
+            moved = await db.fetchrow(self._sql.end_confirmed, hold_key)
+            if moved is None:
+                status, expires_at = await self._status(db, hold_key)
+                if status is not HoldStatus.RETURNED:
+                    raise HoldNotActive(hold_key, status)
+                return self._result(hold_key, status, expires_at, await self._recorded_lines(db, hold_key))
+            touched: list[RowState] = []
+            for inventory_id, quantity, _price, _currency in await db.fetch(self._sql.lines, hold_key):
+                row = await db.fetchrow(self._sql.unsell, inventory_id, quantity)
+                if row is None:  # the ledger disagrees with itself: roll back, the audit names the row
+                    raise StorageError(f"{hold_key}: returning {quantity} would take sold below zero")
+                touched.append(self._state(row))
+            lines = await self._recorded_lines(db, hold_key)  # as sold, with the prices they were sold at
+        await self.publish(touched)
+        return self._result(hold_key, HoldStatus.RETURNED, moved["expires_at"], lines)
+
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
         _check_key(hold_key)
         async with driver_transaction(self.engine) as db:
@@ -235,6 +270,12 @@ class Ledger:
         """Units available now per row name; rows that do not exist are left out."""
         async with pooled_driver(self.engine) as db:
             return {row["resource"]: row["available"] for row in await db.fetch(self._sql.available, resources)}
+
+    async def prices(self, resources: list[str]) -> dict[str, Price | None]:
+        """The unit price of each row now (None: the row has none); rows that do not exist are left out."""
+        async with pooled_driver(self.engine) as db:
+            rows = await db.fetch(self._sql.prices, resources)
+        return {row["resource"]: price_of(row["unit_price"], row["currency"]) for row in rows}
 
     async def audit(self) -> list[Violation]:
         """Rows where held != sum of ACTIVE lines, sold != sum of CONFIRMED lines, or the CHECK fails."""
@@ -271,11 +312,11 @@ class Ledger:
 
     async def _take(
         self, db: Driver, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
-    ) -> list[tuple[RowState, int]]:
+    ) -> list[tuple[RowState, HoldLine]]:
         """Add every line to `held`, or raise Unavailable naming each short line (their rows go to `short_rows`).
-        Returns (row, quantity)."""
+        Returns (row, the hold line with the row's price as it is now, which the recorded line copies)."""
         shortages: list[Shortage] = []
-        taken: list[tuple[RowState, int]] = []
+        taken: list[tuple[RowState, HoldLine]] = []
         # Ascending inventory id: the one lock order every ledger transaction follows.
         ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
         for line in ordered:
@@ -292,7 +333,7 @@ class Ledger:
             if row is None:
                 self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
                 continue
-            taken.append((self._state(row), line.quantity))
+            taken.append((self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"])))
         if shortages:
             raise Unavailable(shortages)
         if not lines:
@@ -318,15 +359,16 @@ class Ledger:
 
     async def _move_counters(
         self, db: Driver, hold_key: str, *, sell: bool
-    ) -> tuple[list[RowState], list[tuple[str, int]]]:
+    ) -> tuple[list[RowState], list[HoldLine]]:
         """Take a hold's lines off `held`; onto `sold` when selling. Inventory rows in ascending id order."""
         move = self._sql.sell if sell else self._sql.unhold
         touched: list[RowState] = []
-        quantities: list[int] = []
-        for inventory_id, quantity in await db.fetch(self._sql.lines, hold_key):
-            touched.append(self._state(await db.fetchrow(move, inventory_id, quantity)))
-            quantities.append(quantity)
-        return touched, [(state.resource, q) for state, q in zip(touched, quantities, strict=True)]
+        lines: list[HoldLine] = []
+        for inventory_id, quantity, unit_price, currency in await db.fetch(self._sql.lines, hold_key):
+            state = self._state(await db.fetchrow(move, inventory_id, quantity))
+            touched.append(state)
+            lines.append(_line(state.resource, quantity, unit_price, currency))
+        return touched, lines
 
     async def _expire_one(self, hold_key: str, cutoff: datetime) -> int:
         async with driver_transaction(self.engine) as db:
@@ -351,19 +393,13 @@ class Ledger:
             return None, None
         return HoldStatus(row["status"]), row["expires_at"]
 
-    async def _recorded_lines(self, db: Driver, hold_key: str) -> list[tuple[str, int]]:
-        return [(resource, quantity) for resource, quantity in await db.fetch(self._sql.recorded_lines, hold_key)]
+    async def _recorded_lines(self, db: Driver, hold_key: str) -> list[HoldLine]:
+        return [_line(*row) for row in await db.fetch(self._sql.recorded_lines, hold_key)]
 
     def _result(
-        self, hold_key: str, status: HoldStatus, expires_at: datetime | None, lines: list[tuple[str, int]]
+        self, hold_key: str, status: HoldStatus, expires_at: datetime | None, lines: list[HoldLine]
     ) -> HoldResult:
-        return HoldResult(
-            hold_key=hold_key,
-            service=self.service,
-            status=status,
-            expires_at=expires_at,
-            lines=[HoldLine(resource=resource, quantity=quantity) for resource, quantity in lines],
-        )
+        return HoldResult(hold_key=hold_key, service=self.service, status=status, expires_at=expires_at, lines=lines)
 
     def _state(self, row: Record) -> RowState:
         return RowState(

@@ -50,6 +50,9 @@ class LedgerStatements:
     lines: str
     sell: str
     unhold: str
+    # return (a cancelled sale)
+    end_confirmed: str
+    unsell: str
     # extend
     extend: str
     # duplicates and not-ACTIVE answers
@@ -57,6 +60,7 @@ class LedgerStatements:
     recorded_lines: str
     # reads
     available: str
+    prices: str
     # operators
     overdue: str
     audit: str
@@ -72,12 +76,15 @@ class LedgerStatements:
             claim_key=f"""INSERT INTO {h} (hold_key, status, expires_at) VALUES ($1, {ACTIVE}, $2)
                 ON CONFLICT DO NOTHING RETURNING hold_key""",
             take=f"""UPDATE {inv} SET held = held + $2, version = version + 1
-                WHERE id = $1 AND held + sold + $2 <= capacity RETURNING {ROW_COLUMNS}""",
+                WHERE id = $1 AND held + sold + $2 <= capacity RETURNING {ROW_COLUMNS}, unit_price, currency""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
             # One line (a seat class, a single sku): three scalars bind cheaper than two one-element arrays.
-            add_line=f"INSERT INTO {lines} (hold_key, inventory_id, quantity) VALUES ($1, $2, $3)",
-            add_lines=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity)
-                SELECT $1, unnest($2::bigint[]), unnest($3::integer[])""",
+            # The line copies the row's price as it is now, under the lock `take` holds: the price holds with the hold.
+            add_line=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
+                SELECT $1, id, $3, unit_price, currency FROM {inv} WHERE id = $2""",
+            add_lines=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
+                SELECT $1, t.id, t.quantity, i.unit_price, i.currency
+                FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity) JOIN {inv} i ON i.id = t.id""",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
                 reason = $2::text::jsonb WHERE hold_key = $1""",
             tombstone=f"""INSERT INTO {h} (hold_key, status, reason)
@@ -88,18 +95,26 @@ class LedgerStatements:
             expire=f"""UPDATE {h} SET status = {_status(HoldStatus.EXPIRED)}, updated_at = now()
                 WHERE hold_key = $1 AND status = {ACTIVE} AND expires_at < $2 RETURNING hold_key""",
             # Ascending inventory id: the one lock order every ledger transaction follows.
-            lines=f"SELECT inventory_id, quantity FROM {lines} WHERE hold_key = $1 ORDER BY inventory_id",
+            lines=f"""SELECT inventory_id, quantity, unit_price, currency FROM {lines} WHERE hold_key = $1
+                ORDER BY inventory_id""",
             sell=f"""UPDATE {inv} SET held = held - $2, sold = sold + $2, version = version + 1
                 WHERE id = $1 RETURNING {ROW_COLUMNS}""",
             unhold=f"""UPDATE {inv} SET held = held - $2, version = version + 1
                 WHERE id = $1 RETURNING {ROW_COLUMNS}""",
+            end_confirmed=f"""UPDATE {h} SET status = {_status(HoldStatus.RETURNED)}, updated_at = now()
+                WHERE hold_key = $1 AND status = {_status(HoldStatus.CONFIRMED)} RETURNING expires_at""",
+            # Never more than was sold: a row that would go below zero matches nothing (the caller rolls back).
+            unsell=f"""UPDATE {inv} SET sold = sold - $2, version = version + 1
+                WHERE id = $1 AND sold >= $2 RETURNING {ROW_COLUMNS}""",
             extend=f"""UPDATE {h} SET expires_at = $2, updated_at = now()
                 WHERE hold_key = $1 AND status = {ACTIVE} RETURNING hold_key""",
             recorded=f"SELECT status, expires_at, reason::text AS reason FROM {h} WHERE hold_key = $1",
-            recorded_lines=f"""SELECT i.resource, l.quantity FROM {lines} l JOIN {inv} i ON i.id = l.inventory_id
+            recorded_lines=f"""SELECT i.resource, l.quantity, l.unit_price, l.currency
+                FROM {lines} l JOIN {inv} i ON i.id = l.inventory_id
                 WHERE l.hold_key = $1 ORDER BY l.inventory_id""",
             available=f"""SELECT resource, capacity - held - sold AS available FROM {inv}
                 WHERE resource = ANY($1::text[])""",
+            prices=f"SELECT resource, unit_price, currency FROM {inv} WHERE resource = ANY($1::text[])",
             overdue=f"""SELECT hold_key FROM {h} WHERE status = {ACTIVE} AND expires_at < $1
                 ORDER BY expires_at LIMIT $2""",
             audit=f"""SELECT resource, capacity, held, sold, active, confirmed FROM (

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 # The invariant a single row can check on its own; the audit checks the rest (held/sold vs. hold lines).
 COUNTERS_CHECK = "held >= 0 AND sold >= 0 AND held + sold <= capacity"
-HOLD_STATUSES = ("ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED", "REJECTED")
+# A price is never negative and never without its currency (nor a currency without a price).
+PRICE_CHECK = "(unit_price IS NULL) = (currency IS NULL) AND (unit_price IS NULL OR unit_price >= 0)"
+HOLD_STATUSES = ("ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED", "REJECTED", "RETURNED")
 
 
 class InventoryRow:
@@ -28,11 +30,18 @@ class InventoryRow:
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sold: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The unit price (minor units) and its ISO 4217 currency, both or neither; a hold line copies them when placed.
+    unit_price: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(Text)
 
 
 def inventory_constraints(*extra: Any) -> tuple[Any, ...]:
-    """__table_args__ for an inventory table: the counters CHECK plus the service's own constraints."""
-    return (CheckConstraint(COUNTERS_CHECK, name="counters_in_bounds"), *extra)
+    """__table_args__ for an inventory table: the counters and price CHECKs plus the service's own constraints."""
+    return (
+        CheckConstraint(COUNTERS_CHECK, name="counters_in_bounds"),
+        CheckConstraint(PRICE_CHECK, name="price_with_currency"),
+        *extra,
+    )
 
 
 class HoldRow:
@@ -74,6 +83,9 @@ class HoldLineRow:
         return mapped_column(BigInteger, ForeignKey(f"{schema}.inventory.id"), primary_key=True, index=True)
 
     quantity: Mapped[int] = mapped_column(Integer)
+    # The row's price when the hold was placed: the checkout keeps it whatever the operator changes later.
+    unit_price: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(Text)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:

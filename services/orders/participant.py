@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 # The demo inventory (services/orders/service.py seeds it).
 DEMO_ITEMS = {"SKU-TSHIRT": 100, "SKU-MUG": 50, "SKU-POSTER": 25, "SKU-CAP": 10, "SKU-LIMITED": 3}
+# Demo prices per item, in minor units of DEMO_CURRENCY.
+DEMO_CURRENCY = "EUR"
+DEMO_PRICES = {"SKU-TSHIRT": 2000, "SKU-MUG": 1200, "SKU-POSTER": 1500, "SKU-CAP": 1800, "SKU-LIMITED": 9900}
 
 _LINES = TypeAdapter(ItemLines)
 
@@ -60,7 +63,7 @@ class OrdersParticipant(Participant[ItemsRequest]):
 
     def demo_upsert(self, today: date) -> tuple[str, ItemInventory]:
         sku, stock = next(iter(DEMO_ITEMS.items()))
-        return sku, ItemInventory(stock=stock)
+        return sku, ItemInventory(stock=stock, currency=DEMO_CURRENCY, price=DEMO_PRICES[sku])
 
     def build_service(
         self, engine: AsyncEngine, sink: AvailabilitySink | None = None

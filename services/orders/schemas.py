@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from services.types import MAX_NAMED, Capacity, Counters, Frozen, Identifier, Quantity
+from services.types import MAX_NAMED, Amount, Capacity, Counters, Currency, Frozen, Identifier, Quantity
 
 
 class ItemLine(Frozen):
@@ -39,6 +39,16 @@ class ItemsRequest(Frozen):
 
 class ItemInventory(Frozen):
     stock: Capacity
+    currency: Currency | None = Field(default=None, description="ISO 4217 code of `price`.")
+    price: Amount | None = Field(
+        default=None, description="Price of one item in minor units of `currency`; absent: the price stays as it is."
+    )
+
+    @model_validator(mode="after")
+    def _priced(self) -> ItemInventory:
+        if (self.price is None) != (self.currency is None):
+            raise ValueError("`price` and `currency` go together: give both or neither")
+        return self
 
 
 class ItemAvailability(Counters):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -14,10 +14,10 @@ from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
 from services.orders.models import Hold, HoldLine, Inventory
-from services.orders.participant import DEMO_ITEMS, OrdersParticipant
+from services.orders.participant import DEMO_CURRENCY, DEMO_ITEMS, DEMO_PRICES, OrdersParticipant
 from services.orders.schemas import ItemAvailability, ItemInventory, ItemLine, ItemsRequest
-from services.participant import NoQuery, expect
-from services.types import Alternative, HoldResult
+from services.participant import CancelWindows, NoQuery, expect
+from services.types import Alternative, HoldResult, price_of
 
 # The hold's resolver, on the driver like the rest of the hold (services.ledger.statements). One sku (the common
 # request): a scalar binds cheaper than a one-element array.
@@ -28,6 +28,12 @@ FIND_SKUS = f"SELECT sku, id FROM {qualified(Inventory.__table__)} WHERE sku = A
 class OrdersService(LedgerService[ItemsRequest]):
     participant = OrdersParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
+
+    async def cancel_until(
+        self, request: ItemsRequest, confirmed_at: datetime, windows: CancelWindows
+    ) -> datetime | None:
+        """CANCEL_ITEMS_DAYS_AFTER_CONFIRMATION (30 by default) after the sale was confirmed."""
+        return confirmed_at + timedelta(days=windows.items_days_after_confirmation)
 
     async def hold(self, hold_key: str, request: ItemsRequest, expires_at: datetime) -> HoldResult:
         wanted = request
@@ -60,14 +66,16 @@ class OrdersService(LedgerService[ItemsRequest]):
         """Create a sku or change its stock. InvalidRequest when stock is below held + sold."""
         stock = expect(body, ItemInventory).stock
         async with ledger_transaction(self.engine) as conn:
-            changed = await self._set_capacity(conn, {"sku": resource_id}, resource_id, stock)
+            wanted = expect(body, ItemInventory)
+            price = (wanted.price, wanted.currency) if wanted.price is not None and wanted.currency else None
+            changed = await self._set_capacity(conn, {"sku": resource_id}, resource_id, stock, price)
             answer = await self._availability(conn, resource_id)
         await self._publish([changed])
         return answer
 
     async def seed_demo(self, today: date) -> None:
         for sku, stock in DEMO_ITEMS.items():
-            await self.upsert(sku, ItemInventory(stock=stock))
+            await self.upsert(sku, ItemInventory(stock=stock, currency=DEMO_CURRENCY, price=DEMO_PRICES[sku]))
 
     async def alternatives(self, request: ItemsRequest) -> list[Alternative]:
         """For every requested sku that is short: how many are available (and a request for that many)."""
@@ -95,11 +103,14 @@ class OrdersService(LedgerService[ItemsRequest]):
     async def _availability(self, conn: AsyncConnection, sku: str) -> ItemAvailability:
         row = (
             await conn.execute(
-                select(Inventory.capacity, Inventory.held, Inventory.sold).where(Inventory.sku == sku)
+                select(
+                    Inventory.capacity, Inventory.held, Inventory.sold, Inventory.unit_price, Inventory.currency
+                ).where(Inventory.sku == sku)
             )
         ).first()
         if row is None:
             raise UnknownResource(sku)
         return ItemAvailability(
-            sku=sku, capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold
+            sku=sku, capacity=row.capacity, held=row.held, sold=row.sold, available=row.capacity - row.held - row.sold,
+            price=price_of(row.unit_price, row.currency),
         )

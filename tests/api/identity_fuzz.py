@@ -12,7 +12,8 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.main import create_app
-from booking_saga.settings import Settings
+from settings import Settings
+from tests.api.app_runner import with_test_defaults
 
 # Small: CI runs this next to the CUSTOMER_AUTH=none fuzz of every operation (tests/api/schema_fuzz.py).
 EXAMPLES_PER_OPERATION = 8
@@ -22,7 +23,7 @@ def run_schemathesis_with_tokens(
     app_settings: Settings, customer: dict[str, str], operator: dict[str, str]
 ) -> list[str]:
     """Blocking: call from a thread (see tests/api/schema_fuzz.py). Returns the operations tested."""
-    app = create_app(app_settings)
+    app = create_app(with_test_defaults(app_settings))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     tested: list[str] = []
     try:

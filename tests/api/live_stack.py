@@ -9,23 +9,25 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
-from booking_saga.worker import build_workers
+from runtime.worker import build_workers
+from services.bookings.records import BookingRecords
 from services.cache import AvailabilityCache
 from services.customer_limits import CustomerLimits, claim_lifetime
 from services.db import create_engine
 from services.registry import build_services
-from tests.api.app_runner import OPERATOR_TOKEN
+from settings import Settings
+from tests.api.app_runner import OPERATOR_TOKEN, TEST_DEFAULTS
 
 
 def live_settings(env: WorkflowEnvironment, database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {**TEST_DEFAULTS, **overrides}
     return Settings(
         operator_token=OPERATOR_TOKEN,
         database_url=database_url,
         redis_url=redis_url,
         temporal_address=env.client.service_client.config.target_host,
         workflow_sandbox=True,
-        **overrides,
+        **values,
     )
 
 
@@ -44,7 +46,8 @@ async def saga_workers(env: WorkflowEnvironment, settings: Settings) -> AsyncIte
         limits = CustomerLimits(engine, settings.customer_active_checkouts_max, settings.customer_units_max,
                                 claim_lifetime(settings.hold_lifetime_max_seconds, settings.sweeper_grace_seconds))
         async with contextlib.AsyncExitStack() as stack:
-            for worker in build_workers(env.client, settings, "all", services, limits):
+            records = BookingRecords(engine, settings.booking_records_keep_days)
+            for worker in build_workers(env.client, settings, "all", services, limits, records):
                 await stack.enter_async_context(worker)
             yield
     finally:

@@ -10,8 +10,8 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.main import create_app
-from booking_saga.settings import Settings
-from tests.api.app_runner import OPERATOR_TOKEN
+from settings import Settings
+from tests.api.app_runner import OPERATOR_TOKEN, with_test_defaults
 
 EXAMPLES_PER_OPERATION = 15
 
@@ -19,7 +19,7 @@ EXAMPLES_PER_OPERATION = 15
 def run_schemathesis(app_settings: Settings) -> list[str]:
     """Blocking: call from a thread. The app runs in schemathesis's own event loop thread (its ASGI
     client starts the lifespan there). Returns the operations tested."""
-    app = create_app(app_settings)
+    app = create_app(with_test_defaults(app_settings))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     tested: list[str] = []
     try:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from api.idempotency import checkout_id
-from booking_saga.embedded import free_port
-from booking_saga.logs import build_handler
-from booking_saga.settings import Settings
+from runtime.embedded import free_port
+from runtime.logs import build_handler
 from services.logcontext import checkout_context
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 
 BODY = {"customer_id": "c-logs", "flight": {"flight_id": "BA117", "seat_class": "economy", "seats": 1}}
@@ -55,7 +55,7 @@ async def test_a_checkout_request_logs_with_its_checkout_id(
         response = await client.post("/v1/checkouts", json=BODY, headers={"Idempotency-Key": "log-key-1"})
     assert response.status_code == 503, response.text
     expected = checkout_id(SETTINGS.checkout_id_secret, "c-logs", "log-key-1")
-    records = [r for r in _records(json_lines) if r["logger"] == "api.routes.checkouts"]
+    records = [r for r in _records(json_lines) if r["logger"] == "api.admission"]
     assert records and all(record.get("checkout_id") == expected for record in records), records
 
 
@@ -64,5 +64,5 @@ async def test_a_request_without_a_checkout_id_logs_none(
 ) -> None:
     response = await client.post("/v1/checkouts", json={**BODY, "hold_seconds": 1}, headers={"Idempotency-Key": "k"})
     assert response.status_code == 422, response.text
-    records = [r for r in _records(json_lines) if r["logger"] == "api.routes.checkouts"]
+    records = [r for r in _records(json_lines) if r["logger"] == "api.admission"]
     assert records and all("checkout_id" not in record for record in records), records

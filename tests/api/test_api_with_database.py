@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from booking_saga.embedded import free_port
-from booking_saga.settings import Settings
+from runtime.embedded import free_port
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.conftest import unique
 from tests.api.test_api_without_servers import assert_problem
@@ -47,7 +47,9 @@ async def test_upserts_then_availability(client: httpx.AsyncClient) -> None:
     flight_id, hotel_id, sku = unique("F"), unique("H"), unique("SKU")
     response = await put_flight(client, flight_id, {"economy": 10, "business": 2})
     assert response.status_code == 200, response.text
-    assert response.json()["seat_classes"]["economy"] == {"capacity": 10, "held": 0, "sold": 0, "available": 10}
+    assert response.json()["seat_classes"]["economy"] == {
+        "capacity": 10, "held": 0, "sold": 0, "available": 10, "price": None
+    }
 
     hotel = {"city": "Paris", "rooms": {"deluxe": 3}, "nights_from": NIGHT.isoformat(),
              "nights_to": (NIGHT + timedelta(days=1)).isoformat()}
@@ -58,15 +60,15 @@ async def test_upserts_then_availability(client: httpx.AsyncClient) -> None:
 
     flight = (await client.get(f"/v1/flights/{flight_id}/availability")).json()
     assert flight == {"flight_id": flight_id, "seat_classes": {
-        "business": {"capacity": 2, "held": 0, "sold": 0, "available": 2},
-        "economy": {"capacity": 10, "held": 0, "sold": 0, "available": 10},
+        "business": {"capacity": 2, "held": 0, "sold": 0, "available": 2, "price": None},
+        "economy": {"capacity": 10, "held": 0, "sold": 0, "available": 10, "price": None},
     }}
     stay = {"check_in": NIGHT.isoformat(), "check_out": (NIGHT + timedelta(days=2)).isoformat()}
     rooms = (await client.get(f"/v1/hotels/{hotel_id}/availability", params=stay)).json()
     assert rooms["room_types"]["deluxe"]["available"] == 3
     assert len(rooms["room_types"]["deluxe"]["nights"]) == 2
     item = (await client.get(f"/v1/items/{sku}/availability")).json()
-    assert item == {"sku": sku, "capacity": 5, "held": 0, "sold": 0, "available": 5}
+    assert item == {"sku": sku, "capacity": 5, "held": 0, "sold": 0, "available": 5, "price": None}
 
     audit = await client.get("/v1/audit", headers=OPERATOR)
     assert audit.status_code == 200 and audit.json()["ok"] is True

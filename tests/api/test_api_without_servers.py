@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api import answers
-from booking_saga.embedded import free_port
-from booking_saga.settings import Settings
+from checkouts import answers
+from runtime.embedded import free_port
 from services.registry import PARTICIPANTS
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
+from tests.api.conftest import metric
 from workflows.models import CheckoutStatus, CheckoutView
 
 PROBLEM = "application/problem+json"
@@ -118,12 +119,14 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None
 
 
 async def test_metrics_count_checkouts_by_outcome(client: httpx.AsyncClient) -> None:
+    outcomes = ("unavailable", "invalid")
+    before = {o: await metric(client, "booking_checkouts_total", outcome=o) for o in outcomes}
+    timed = await metric(client, "booking_checkout_seconds_count", outcome="unavailable")
     await post(client, GOOD_BODY)
     await post(client, {**GOOD_BODY, "hold_seconds": 1})
-    text = (await client.get("/metrics")).text
-    assert 'booking_checkouts_total{outcome="unavailable"}' in text
-    assert 'booking_checkouts_total{outcome="invalid"}' in text
-    assert "booking_checkout_seconds_bucket" in text
+    after = {o: await metric(client, "booking_checkouts_total", outcome=o) for o in outcomes}
+    assert {o: after[o] - before[o] for o in outcomes} == {"unavailable": 1, "invalid": 1}
+    assert await metric(client, "booking_checkout_seconds_count", outcome="unavailable") == timed + 1
 
 
 async def test_cors_allows_only_configured_origins(client: httpx.AsyncClient) -> None:
@@ -150,7 +153,7 @@ def test_app_refuses_to_start_without_operator_token() -> None:
 def test_openapi_documents_problems() -> None:
     from api.main import create_app
 
-    schema = create_app(Settings(operator_token="t")).openapi()
+    schema = create_app(Settings(operator_token="t", allow_insecure=True)).openapi()
     post_checkout = schema["paths"]["/v1/checkouts"]["post"]
     assert {"201", "400", "409", "422", "503"} <= set(post_checkout["responses"])
     assert PROBLEM in post_checkout["responses"]["409"]["content"]

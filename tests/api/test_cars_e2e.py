@@ -3,7 +3,6 @@ expiry and bad input, on the real dev server, workers, PostgreSQL and Redis (not
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -12,11 +11,12 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.conftest import unique
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 
@@ -62,13 +62,10 @@ async def post_checkout(client: httpx.AsyncClient, body: dict[str, Any]) -> http
 
 
 async def settled(client: httpx.AsyncClient, checkout_id: str, status: str) -> None:
-    seen = ""
-    for _ in range(120):  # polls until the saga's timer has fired; the bound only stops a hung test
-        seen = (await client.get(f"/v1/checkouts/{checkout_id}")).json()["status"]
-        if seen == status:
-            return
-        await asyncio.sleep(0.5)
-    assert seen == status
+    async def reached() -> bool:  # the saga's timer has fired
+        return bool((await client.get(f"/v1/checkouts/{checkout_id}")).json()["status"] == status)
+
+    await eventually(reached, every=0.5)
 
 
 async def test_availability_is_the_least_over_the_days(client: httpx.AsyncClient) -> None:
@@ -102,11 +99,12 @@ async def test_a_short_item_rolls_back_the_car_in_a_mixed_checkout(client: httpx
     problem = assert_problem(await post_checkout(client, body), 409)
     assert problem["checkout_status"] == "REJECTED"
     assert [shortage["resource"] for shortage in problem["unavailable"]] == [sku]
-    for _ in range(60):  # the compensation runs as the 409 is answered
-        if (await compact(client, depot_id))["available"] == 2:
-            break
-        await asyncio.sleep(0.25)
-    assert (await compact(client, depot_id))["available"] == 2
+    async def released() -> bool:  # the compensation runs as the 409 is answered
+        return bool((await compact(client, depot_id))["available"] == 2)
+
+    await eventually(released)
+    days = (await compact(client, depot_id))["days"]
+    assert {(day["held"], day["sold"]) for day in days.values()} == {(0, 0)}
 
 
 async def test_sold_out_car_offers_the_other_depot_in_the_city(client: httpx.AsyncClient) -> None:
@@ -119,6 +117,8 @@ async def test_sold_out_car_offers_the_other_depot_in_the_city(client: httpx.Asy
     # One click away: the alternative's fragment is a checkout part as it is.
     booked = await post_checkout(client, {"customer_id": unique("cust"), **{"car": car(other)}})
     assert booked.status_code == 201, booked.text
+    assert booked.json()["status"] == "HELD" and [h["service"] for h in booked.json()["holds"]] == ["cars"]
+    assert (await compact(client, other))["available"] == 1 and (await compact(client, full))["available"] == 0
 
 
 async def test_car_hold_expires_and_frees_the_days(client: httpx.AsyncClient, stack_settings: Settings) -> None:
@@ -126,8 +126,11 @@ async def test_car_hold_expires_and_frees_the_days(client: httpx.AsyncClient, st
     body = {"customer_id": unique("cust"), "car": car(depot_id), "hold_seconds": stack_settings.hold_seconds_min}
     response = await post_checkout(client, body)
     assert response.status_code == 201, response.text
+    assert (await compact(client, depot_id))["available"] == 1
     await settled(client, response.json()["checkout_id"], "EXPIRED")
+    days = (await compact(client, depot_id))["days"]
     assert (await compact(client, depot_id))["available"] == 2
+    assert {(day["held"], day["sold"]) for day in days.values()} == {(0, 0)}
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
-from tests.api.conftest import unique
+from tests.api.conftest import metric, unique
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem
 from workflows import search_attributes
@@ -96,9 +96,13 @@ async def test_mixed_checkout_held_then_confirmed(client: httpx.AsyncClient) -> 
 
     again = await client.post(f"/v1/checkouts/{held['checkout_id']}/confirm")
     assert again.status_code == 200 and again.json()["status"] == "CONFIRMED"
-    assert_problem(await client.post(f"/v1/checkouts/{held['checkout_id']}/cancel"), 409, "CONFIRMED")
     status = (await client.get(f"/v1/checkouts/{held['checkout_id']}")).json()
     assert [change["status"] for change in status["history"]][-1] == "CONFIRMED"
+    # A sale is cancelled by giving it back (docs/bookings.md; tests/api/test_bookings_e2e.py for the rest).
+    cancelled = await client.post(f"/v1/checkouts/{held['checkout_id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED", cancelled.text
+    seats, rooms, item = await stock.availability(client)
+    assert (seats["sold"], item["sold"], item["available"]) == (0, 0, 5)
 
 
 async def test_sold_out_hotel_rejects_and_rolls_back(client: httpx.AsyncClient) -> None:
@@ -160,12 +164,18 @@ async def test_short_hold_expires_and_frees_the_inventory(client: httpx.AsyncCli
     assert_problem(await client.post(f"/v1/checkouts/{checkout_id}/confirm"), 409, "EXPIRED")
 
 
-async def test_metrics_after_checkouts(client: httpx.AsyncClient) -> None:
-    text = (await client.get("/metrics")).text
-    assert 'booking_checkouts_total{outcome="held"}' in text
-    assert 'booking_checkouts_total{outcome="rejected"}' in text
-    # prometheus_client writes the labels sorted by name.
-    assert 'booking_holds_total{outcome="active",service="flight"}' in text
+async def test_metrics_count_this_tests_checkouts(client: httpx.AsyncClient) -> None:
+    counted = (("booking_checkouts_total", {"outcome": "held"}), ("booking_checkouts_total", {"outcome": "rejected"}),
+               ("booking_holds_total", {"outcome": "active", "service": "flight"}))
+    before = [await metric(client, name, **labels) for name, labels in counted]
+    stock = Inventory()
+    await stock.create(client, seats=1)
+    assert (await post_checkout(client, stock.checkout())).status_code == 201
+    assert_problem(await post_checkout(client, stock.checkout()), 409)  # the one seat is held
+    after = [await metric(client, name, **labels) for name, labels in counted]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
 
@@ -179,7 +189,7 @@ async def test_schemathesis_finds_no_server_error(client: httpx.AsyncClient, sta
 
 
 async def test_operators_see_the_checkout_in_temporal(
-    client: httpx.AsyncClient, dev_server_env: WorkflowEnvironment
+    client: httpx.AsyncClient, dev_server_env: WorkflowEnvironment, stack_settings: Settings
 ) -> None:
     stock = Inventory()
     await stock.create(client)
@@ -191,6 +201,8 @@ async def test_operators_see_the_checkout_in_temporal(
     assert summary is not None
     assert body["customer_id"] in summary and stock.flight in summary and stock.sku in summary
     attributes = description.typed_search_attributes
-    assert attributes.get(search_attributes.CUSTOMER_ID) == body["customer_id"]
+    # Search attributes are plaintext in Temporal: the customer appears as a keyed pseudonym only.
+    assert attributes.get(search_attributes.CUSTOMER_ID) == search_attributes.customer_pseudonym(
+        body["customer_id"], stack_settings.checkout_id_secret)
     assert attributes.get(search_attributes.CHECKOUT_STATUS) == "HELD"
     assert f"orders:{stock.sku}" in (attributes.get(search_attributes.RESOURCES) or [])

@@ -21,18 +21,18 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api import sold_out
+from api import admission, sold_out
 from api.idempotency import checkout_id
-from api.routes import checkouts
 from api.sold_out import SoldOutLane
-from booking_saga.embedded import free_port, start_redis
-from booking_saga.settings import Settings
+from runtime.embedded import free_port, start_redis
 from services.cache import DEFAULT_PREFIX
 from services.registry import NAMES
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.conftest import unique
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 
@@ -67,11 +67,11 @@ class Stack:
 
     async def cache_shows(self, sku: str, available: int) -> None:
         cache = self.app.state.booking.cache
-        for _ in range(100):  # polls until the worker's publish landed; the bound only stops a hung test
-            if await cache.available("orders", [sku]) == {sku: available}:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"the cache never showed {available} of {sku} available")
+
+        async def shown() -> bool:  # the worker's publish has landed
+            return bool(await cache.available("orders", [sku]) == {sku: available})
+
+        await eventually(shown)
 
     async def checkout(self, body: dict[str, Any], key: str) -> httpx.Response:
         return await self.http.post("/v1/checkouts", json=body, headers={"Idempotency-Key": key})
@@ -304,7 +304,7 @@ async def test_the_lane_and_the_route_answer_a_sold_out_checkout_alike(
     before = (stack.fast_rejections, stack.counter("booking_checkouts_total", outcome="rejected"))
 
     with monkeypatch.context() as patch:
-        patch.setattr(checkouts, "attempt_of", _unreachable)  # the lane answers: the route is never reached
+        patch.setattr(admission, "admit", _unreachable)  # the lane answers: the route's admission is never reached
         by_lane = await stack.checkout(body, key)
 
     async with running_app(stack.settings) as (bare, http):

@@ -24,13 +24,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from api.idempotency import checkout_id
+from api.identity import CustomerTokens
 from api.main import create_app
-from booking_saga.embedded import free_port
-from booking_saga.settings import Settings
+from runtime.embedded import free_port
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
-from tests.api.conftest import unique
+from tests.api.conftest import metric, unique
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem
 
@@ -229,6 +232,16 @@ async def test_missing_claim_is_401(client: httpx.AsyncClient, issuer: Issuer, c
     assert_invalid_token(await call(client, "GET", ROUTES[1][1], bearer(token)), f"no {claim} claim")
 
 
+async def test_a_token_living_longer_than_the_maximum_is_401(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    # CUSTOMER_JWT_MAX_LIFETIME_SECONDS (3600 by default): from now, and from the token's own `iat`.
+    for token in (issuer.token(expires_in=2 * 3600),
+                  issuer.token(expires_in=600, iat=int(time.time()) - 2 * 3600)):
+        assert_invalid_token(await call(client, "GET", ROUTES[1][1], bearer(token)), "lives longer than 3600 s")
+    # Within it: past the token checks (Temporal is unreachable here: 503, not 401).
+    within = issuer.token(expires_in=3000, iat=int(time.time()))
+    assert (await call(client, "GET", ROUTES[1][1], bearer(within))).status_code == 503
+
+
 @pytest.mark.parametrize("subject", ["", "has space", "x" * 65, "é"])
 async def test_a_subject_that_is_no_customer_id_is_401(client: httpx.AsyncClient, issuer: Issuer,
                                                        subject: str) -> None:
@@ -320,7 +333,7 @@ def test_short_secret_and_mismatched_algorithm_are_refused() -> None:
 
 
 def test_missing_key_file_stops_the_api(tmp_path: Path) -> None:
-    settings = Settings(operator_token=OPERATOR_TOKEN, customer_auth="jwt",
+    settings = Settings(operator_token=OPERATOR_TOKEN, customer_auth="jwt", allow_insecure=True,
                         customer_jwt_public_key=str(tmp_path / "absent.pem"))
     with pytest.raises(RuntimeError, match=r"absent\.pem cannot be read"):
         create_app(settings)
@@ -331,14 +344,15 @@ def test_a_file_that_is_no_public_key_stops_the_api(tmp_path: Path) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     path.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    settings = Settings(operator_token=OPERATOR_TOKEN, customer_auth="jwt", customer_jwt_public_key=str(path))
+    settings = Settings(operator_token=OPERATOR_TOKEN, customer_auth="jwt", customer_jwt_public_key=str(path),
+                        allow_insecure=True)
     with pytest.raises(RuntimeError, match="not a PEM public key"):
         create_app(settings)
 
 
 def test_algorithm_must_match_the_key(tmp_path: Path) -> None:
     issuer = make_issuer("ES256", tmp_path)
-    settings = jwt_settings(issuer, customer_jwt_algorithm="RS256")
+    settings = jwt_settings(issuer, customer_jwt_algorithm="RS256", allow_insecure=True)
     with pytest.raises(RuntimeError, match="does not match"):
         create_app(settings)
 
@@ -365,6 +379,16 @@ async def live_client(dev_server_env: WorkflowEnvironment,
         yield http
 
 
+async def seats(client: httpx.AsyncClient, checkout_id: str) -> tuple[int, int]:
+    """(held, sold) of the economy seats of the flight `held_checkout` made for this checkout."""
+    flight = FLIGHTS[checkout_id]
+    economy = (await client.get(f"/v1/flights/{flight}/availability")).json()["seat_classes"]["economy"]
+    return economy["held"], economy["sold"]
+
+
+FLIGHTS: dict[str, str] = {}  # checkout id -> the flight held_checkout made for it
+
+
 async def held_checkout(client: httpx.AsyncClient, issuer: Issuer, customer: str) -> str:
     flight = unique("F")
     departs = "2031-01-01T10:00:00+00:00"
@@ -377,6 +401,8 @@ async def held_checkout(client: httpx.AsyncClient, issuer: Issuer, customer: str
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "HELD"
     checkout_id: str = response.json()["checkout_id"]
+    FLIGHTS[checkout_id] = flight
+    assert await seats(client, checkout_id) == (1, 0)
     return checkout_id
 
 
@@ -400,6 +426,7 @@ async def test_another_customers_checkout_is_404_like_an_unknown_one(live_client
     mine = await live_client.get(f"/v1/checkouts/{checkout_id}", headers=bearer(live_issuer.token(owner)))
     assert mine.status_code == 200 and mine.json()["status"] == "HELD"
     assert mine.json()["expires_at"] and mine.json()["customer_id"] == owner
+    assert await seats(live_client, checkout_id) == (1, 0)
 
 
 @pytest.mark.devserver
@@ -412,9 +439,11 @@ async def test_the_owner_reads_extends_and_confirms(live_client: httpx.AsyncClie
     extended = await live_client.post(f"/v1/checkouts/{checkout_id}/extend", json={"seconds": 60}, headers=mine)
     assert extended.status_code == 200, extended.text
     assert extended.json()["expires_at"] > before["expires_at"]
+    assert {hold["expires_at"] for hold in extended.json()["holds"]} == {extended.json()["expires_at"]}
     assert_problem(await live_client.post(f"/v1/checkouts/{checkout_id}/confirm", headers=OPERATOR), 403)
     confirmed = await live_client.post(f"/v1/checkouts/{checkout_id}/confirm", headers=mine)
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "CONFIRMED"
+    assert await seats(live_client, checkout_id) == (0, 1)
 
 
 @pytest.mark.devserver
@@ -428,6 +457,61 @@ async def test_the_operator_reads_and_cancels_any_checkout(live_client: httpx.As
     assert_problem(await live_client.get(f"/v1/checkouts/{checkout_id}"), 401)
     cancelled = await live_client.post(f"/v1/checkouts/{checkout_id}/cancel", headers=OPERATOR)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    assert await seats(live_client, checkout_id) == (0, 0)
+
+
+@pytest.mark.devserver
+@pytest.mark.slow
+async def test_a_customer_reads_only_its_own_wallet(live_client: httpx.AsyncClient, live_issuer: Issuer) -> None:
+    owner, other = unique("cust"), unique("cust")
+    funded = await live_client.put(f"/v1/wallets/{owner}", json={"currency": "EUR", "balance": 5_000},
+                                   headers=OPERATOR)
+    assert funded.status_code == 200, funded.text
+    mine = await live_client.get(f"/v1/wallets/{owner}", headers=bearer(live_issuer.token(owner)))
+    assert mine.status_code == 200 and mine.json()["available"] == 5_000
+    assert_problem(await live_client.get(f"/v1/wallets/{owner}", headers=bearer(live_issuer.token(other))), 404)
+    assert_problem(await live_client.get(f"/v1/wallets/{owner}"), 401)
+    assert (await live_client.get(f"/v1/wallets/{owner}", headers=OPERATOR)).status_code == 200
+    assert_problem(await live_client.put(f"/v1/wallets/{owner}", json={"currency": "EUR", "balance": 1},
+                                         headers=bearer(live_issuer.token(owner))), 401)
+
+
+@pytest.mark.devserver
+@pytest.mark.slow
+async def test_a_customer_lists_its_own_bookings_the_operator_anyones(live_client: httpx.AsyncClient,
+                                                                      live_issuer: Issuer) -> None:
+    owner, other = unique("cust"), unique("cust")
+    mine = bearer(live_issuer.token(owner))
+    # Under jwt the body may leave customer_id out: the token says who books.
+    flight = unique("F")
+    upsert = await live_client.put(f"/v1/inventory/flights/{flight}", headers=OPERATOR, json={
+        "origin": "LHR", "destination": "JFK", "departs_at": "2031-01-01T10:00:00+00:00", "seats": {"economy": 5}})
+    assert upsert.status_code == 200, upsert.text
+    placed = await live_client.post("/v1/checkouts", headers={"Idempotency-Key": unique("key"), **mine},
+                                    json={"flight": {"flight_id": flight, "seat_class": "economy", "seats": 1}})
+    assert placed.status_code == 201 and placed.json()["customer_id"] == owner, placed.text
+    checkout_id = placed.json()["checkout_id"]
+
+    async def listed(headers: dict[str, str], **params: str) -> httpx.Response:
+        for _ in range(100):  # the record is written just after the 201
+            response = await live_client.get("/v1/checkouts", params=params, headers=headers)
+            if response.status_code != 200 or response.json()["checkouts"]:
+                return response
+            await asyncio.sleep(0.05)
+        return response
+
+    own = await listed(mine)
+    assert own.status_code == 200 and [c["checkout_id"] for c in own.json()["checkouts"]] == [checkout_id]
+    named = await listed(mine, customer_id=owner)
+    assert [c["checkout_id"] for c in named.json()["checkouts"]] == [checkout_id]
+    assert_problem(await live_client.get("/v1/checkouts", params={"customer_id": other}, headers=mine), 403)
+    assert_problem(await live_client.get("/v1/checkouts"), 401)
+    theirs = await listed(bearer(live_issuer.token(other)))
+    assert theirs.status_code == 200 and theirs.json()["checkouts"] == []
+    operator = await listed(OPERATOR, customer_id=owner)
+    assert [c["checkout_id"] for c in operator.json()["checkouts"]] == [checkout_id]
+    everyone = await live_client.get("/v1/checkouts", params={"limit": 1}, headers=OPERATOR)
+    assert everyone.status_code == 200 and len(everyone.json()["checkouts"]) == 1
 
 
 @pytest.mark.devserver
@@ -441,3 +525,52 @@ async def test_schemathesis_with_customer_auth(live_client: httpx.AsyncClient, j
     # In a thread: the workers keep running on this event loop while schemathesis drives its own app copy.
     tested = await asyncio.to_thread(run_schemathesis_with_tokens, jwt_stack_settings, customer, OPERATOR)
     assert "POST /v1/checkouts" in tested and "GET /v1/checkouts/{checkout_id}" in tested
+
+
+@pytest.mark.devserver
+@pytest.mark.slow
+async def test_a_checkouts_token_is_verified_once(
+    live_client: httpx.AsyncClient, live_issuer: Issuer, jwt_stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limit, the sold-out lane (which looks, finds nothing short and hands on) and the route identify the
+    caller of one checkout once between them (api/identity.py request_caller)."""
+    assert jwt_stack_settings.redis_url, "the lane looks only with the availability cache"
+    verified: list[str] = []
+    real = CustomerTokens.customer_of
+
+    def counted(self: CustomerTokens, token: str) -> str:
+        verified.append(token)
+        return real(self, token)
+
+    monkeypatch.setattr(CustomerTokens, "customer_of", counted)
+    await held_checkout(live_client, live_issuer, unique("cust"))  # a 201 through the lane and the route
+    assert len(verified) == 1
+
+
+@pytest.mark.devserver
+@pytest.mark.slow
+async def test_the_sold_out_lane_answers_a_customer_with_a_token(
+    live_client: httpx.AsyncClient, live_issuer: Issuer, jwt_stack_settings: Settings,
+    dev_server_env: WorkflowEnvironment,
+) -> None:
+    """CUSTOMER_AUTH=jwt with Redis on: a checkout the cache shows short is answered 409 by the lane, for the
+    token's customer, and no saga is started."""
+    assert jwt_stack_settings.redis_url, "the lane needs the availability cache"
+    sku = unique("SKU")
+    stocked = await live_client.put(f"/v1/inventory/items/{sku}", json={"stock": 0}, headers=OPERATOR)
+    assert stocked.status_code == 200, stocked.text  # the API's own upsert publishes the row: 0 available
+    customer, key = unique("cust"), unique("key")
+    before = await metric(live_client, "booking_fast_path_rejections_total")
+    response = await live_client.post(
+        "/v1/checkouts", json={"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
+        headers={"Idempotency-Key": key, **bearer(live_issuer.token(customer))},
+    )
+    problem = assert_problem(response, 409)
+    assert problem["checkout_status"] == "REJECTED"
+    assert problem["unavailable"] == [{"resource": sku, "requested": 1, "available": 0}]
+    assert await metric(live_client, "booking_fast_path_rejections_total") == before + 1
+    saga_id = checkout_id(jwt_stack_settings.checkout_id_secret, customer, key)
+    handle = dev_server_env.client.get_workflow_handle(saga_id)
+    with pytest.raises(RPCError) as missing:
+        await handle.describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND

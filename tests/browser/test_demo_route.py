@@ -8,13 +8,14 @@ import httpx
 import pytest
 
 from api.main import create_app
-from booking_saga.settings import Settings
+from settings import Settings
+from tests.api.app_runner import OPERATOR_TOKEN, with_test_defaults
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     # No lifespan: these routes read files only, nothing the lifespan opens.
-    app = create_app(Settings(operator_token="test-operator-token"))
+    app = create_app(with_test_defaults(Settings(operator_token=OPERATOR_TOKEN)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         yield http
 

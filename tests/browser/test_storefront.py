@@ -9,6 +9,7 @@ upper bounds for outcomes, never timings.
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,7 @@ def test_sold_out_shows_alternatives_and_one_click_books_one(dev_stack: DevStack
     assert KEY.match(second_key) and second_key != first_key  # a new attempt, a new key
     expect(page.locator("#alternatives-block")).to_be_hidden()
 
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.locator("#checkout-status")).to_have_text("CANCELLED", timeout=WAIT)
     expect(row.locator(".available")).to_have_attribute("data-available", "2", timeout=WAIT)
 
@@ -132,7 +133,7 @@ def test_a_retry_reuses_the_idempotency_key(dev_stack: DevStack, page: Page, fau
     assert len(keys) == 2 and keys[0] == keys[1] and KEY.match(keys[0]), keys
     expect(page.locator("#idempotency-key")).to_have_text(keys[0])
     expect(page.locator("#attempt-note")).to_contain_text("attempt 2")
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.locator("#checkout-status")).to_have_text("CANCELLED", timeout=WAIT)
 
 
@@ -154,10 +155,74 @@ def test_the_per_customer_hold_limit_is_explained(dev_stack: DevStack, page: Pag
         f"already has {ACTIVE_CHECKOUTS_MAX} checkouts held or being placed, and at most {ACTIVE_CHECKOUTS_MAX}"
     )
     # Releasing one makes room again.
-    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     expect(status).to_have_text("CANCELLED", timeout=WAIT)
     hold(page)
     expect(status).to_have_text("HELD", timeout=WAIT)
     assert len(set(held)) == ACTIVE_CHECKOUTS_MAX
     for checkout_id in [*held, page.locator("#checkout-id").inner_text()]:
         httpx.post(f"{dev_stack.url}/v1/checkouts/{checkout_id}/cancel", timeout=30)
+
+
+def test_a_paid_checkout_shows_prices_the_total_and_the_wallet(dev_stack: DevStack, page: Page) -> None:
+    """Prices beside the offers, a line's amount and the checkout's total, paid from the travel-credit wallet whose
+    balance the page shows before and after."""
+    customer = f"payer-{uuid.uuid4().hex[:8]}"
+    funded = httpx.put(f"{dev_stack.url}/v1/wallets/{customer}", json={"currency": "EUR", "balance": 100_000},
+                       headers={"Authorization": f"Bearer {dev_stack.operator_token}"}, timeout=10)
+    assert funded.status_code == 200, funded.text
+    label = item_label(dev_stack, "SKU-MUG")
+    open_store(page, dev_stack)
+    page.locator("#customer-id").fill(customer)
+    page.locator("#customer-id").dispatch_event("change")
+    expect(page.locator("#wallet")).to_contain_text("Travel credit", timeout=WAIT)
+    row = offer(page, label)
+    expect(row.locator(".price")).not_to_be_empty()
+    row.get_by_role("checkbox").check()
+    page.locator("#payments input.pay").first.check()
+    hold(page)
+    expect(page.locator("#checkout-status")).to_have_text("HELD", timeout=WAIT)
+    expect(page.locator("#total")).not_to_have_text("—")
+    expect(page.locator("#holds")).to_contain_text("wallet")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#checkout-status")).to_have_text("CONFIRMED", timeout=WAIT)
+    wallet = httpx.get(f"{dev_stack.url}/v1/wallets/{customer}", timeout=10,
+                       headers={"Authorization": f"Bearer {dev_stack.operator_token}"}).json()
+    checkout_id = page.locator("#checkout-id").inner_text()
+    total = httpx.get(f"{dev_stack.url}/v1/checkouts/{checkout_id}", timeout=10).json()["total"]
+    assert wallet["captured"] == total["amount"] > 0
+
+
+def test_my_bookings_cancels_one_part_then_the_whole_sale(dev_stack: DevStack, page: Page, tmp_path: Path) -> None:
+    """A person books a flight and an item, confirms, then in "My bookings" gives the item back, then the rest:
+    the booking stays CONFIRMED while the flight remains, then is CANCELLED; the stock comes back."""
+    label = item_label(dev_stack, "SKU-MUG")
+    open_store(page, dev_stack)
+    page.get_by_label("Customer id").fill("my-bookings-customer")
+    page.locator("#catalogue fieldset[data-participant=flight] input.pick").first.check()
+    row = offer(page, label)
+    row.get_by_role("checkbox").check()
+    hold(page)
+    expect(page.locator("#checkout-status")).to_have_text("HELD", timeout=WAIT)
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#checkout-status")).to_have_text("CONFIRMED", timeout=WAIT)
+    checkout_id = page.locator("#checkout-id").inner_text()
+    sold_before = httpx.get(f"{dev_stack.url}/v1/items/SKU-MUG/availability", timeout=10).json()["sold"]
+
+    booking = page.locator(f"#bookings li.booking[data-checkout-id='{checkout_id}']")
+    expect(booking).to_be_visible(timeout=WAIT)
+    expect(booking.locator(".status").first).to_have_text("CONFIRMED", timeout=WAIT)
+    booking.get_by_role("button", name="Cancel items").click()
+    expect(booking.locator("li.part[data-part=items]")).to_contain_text("RETURNED", timeout=WAIT)
+    expect(booking.locator(".status").first).to_have_text("CONFIRMED")
+    keep_screenshot(page, tmp_path, "storefront-my-bookings.png")
+    after_part = httpx.get(f"{dev_stack.url}/v1/items/SKU-MUG/availability", timeout=10).json()["sold"]
+    assert after_part == sold_before - 1
+
+    booking.get_by_role("button", name="Cancel booking").click()
+    expect(booking.locator(".status").first).to_have_text("CANCELLED", timeout=WAIT)
+    expect(booking.locator("li.part[data-part=flight]")).to_contain_text("RETURNED")
+    answer = httpx.get(f"{dev_stack.url}/v1/checkouts/{checkout_id}", timeout=10).json()
+    assert answer["status"] == "CANCELLED"
+    assert {hold["status"] for hold in answer["holds"]} == {"RETURNED"}
+    assert [change["status"] for change in answer["history"]][-2:] == ["CONFIRMED", "CANCELLED"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from booking_saga.embedded import EmbeddedRedis, free_port, start_redis
+from runtime.embedded import EmbeddedRedis, free_port, start_redis
 from services.cache import AvailabilityCache
 from services.protocol import RowState
 

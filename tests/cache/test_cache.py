@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 
-from booking_saga.settings import Settings
 from services.cache import AvailabilityCache
 from services.protocol import RowState
 from services.types import RowAvailability
+from settings import Settings
 from tests.cache.conftest import HEALTHY_BUDGET_MS, change
 
 

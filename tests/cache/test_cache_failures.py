@@ -10,7 +10,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from booking_saga.embedded import EmbeddedRedis, free_port, start_redis
+from runtime.embedded import EmbeddedRedis, free_port, start_redis
 from services.cache import AvailabilityCache
 from tests.cache.conftest import HEALTHY_BUDGET_MS, change
 

@@ -13,7 +13,8 @@ import pytest
 from chaos.faults import FAULT_KINDS
 from chaos.run import ChaosConfig, run_chaos
 
-pytestmark = [pytest.mark.slow, pytest.mark.devserver]
+# Minutes of load plus the stack's start: longer than the default per-test timeout (pyproject).
+pytestmark = [pytest.mark.slow, pytest.mark.devserver, pytest.mark.timeout(900)]
 
 MINUTES = float(os.environ.get("CHAOS_MINUTES", "1"))
 

@@ -10,11 +10,11 @@ from datetime import datetime
 
 import pytest
 
-from booking_saga.worker import sweep_forever
+from runtime.worker import sweep_forever
 from services.errors import DatabaseUnavailable
 
 OUTAGE_PASSES = 5
-LOGGER = "booking_saga.worker"
+LOGGER = "runtime.worker"
 
 
 class FlakyService:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from activities.adapter import to_application_error
 from api.problems import install_problem_handlers
-from booking_saga.embedded import free_port
+from runtime.embedded import free_port
 from services.db import create_engine
 from services.errors import Busy, DatabaseUnavailable, InvalidRequest
 from services.ledger.transaction import read_transaction, translate, translated_errors

@@ -81,7 +81,9 @@ async def test_upsert_then_availability_is_the_least_over_the_days(cars: CarsSer
     assert seen.depot_id == depot_id
     economy = seen.car_classes["economy"]
     assert economy.available == 2
-    assert economy.days[first + timedelta(days=1)].model_dump() == {"capacity": 5, "held": 3, "sold": 0, "available": 2}
+    assert economy.days[first + timedelta(days=1)].model_dump() == {
+        "capacity": 5, "held": 3, "sold": 0, "available": 2, "price": None
+    }
     assert economy.days[first].available == 5
     assert seen.car_classes["suv"].available == 0
 

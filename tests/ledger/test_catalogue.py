@@ -12,7 +12,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
 
+from services.bookings.records import Base as BookingsBase
 from services.customer_limits import Base as CustomerLimitsBase
+from services.events.outbox import Base as EventsBase
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
 from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
@@ -97,7 +99,7 @@ def _differences(connection: Connection) -> list[object]:
     bases: list[type[DeclarativeBase]] = [
         importlib.import_module(f"services.{p.name}.models").Base for p in PARTICIPANTS
     ]
-    bases += [StartedCheckoutsBase, CustomerLimitsBase]
+    bases += [StartedCheckoutsBase, CustomerLimitsBase, BookingsBase, EventsBase]
     for base in bases:
         for table in base.metadata.tables.values():
             table.to_metadata(models)
@@ -114,3 +116,62 @@ def _differences(connection: Connection) -> list[object]:
 async def test_migration_matches_models(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert await conn.run_sync(_differences) == []
+
+
+async def test_dated_alternatives_count_held_and_sold_units(hotel: HotelService, services) -> None:
+    """An alternative's `available` is capacity - held - sold on its scarcest night (a mutant adding sold back
+    survived the tests above: none had units held or sold where an alternative was offered)."""
+    city = unique("City")
+    first = datetime.now(UTC).date() + timedelta(days=30)
+    site = unique("H")
+    await hotel.upsert(site, HotelInventory(city=city, rooms={"standard": 0, "suite": 6}, nights_from=first,
+                                            nights_to=first + timedelta(days=5)))
+
+    def suite(rooms: int) -> HotelRequest:
+        return HotelRequest(hotel_id=site, room_type="suite", check_in=first, check_out=first + timedelta(days=2),
+                            rooms=rooms)
+
+    held = f"{unique('co')}:hotel"  # a saga's key shape: the saga audit reads the checkout id from it
+    await hotel.hold(held, suite(1), later())
+    sold = f"{unique('co')}:hotel"
+    await hotel.hold(sold, suite(2), later())
+    await hotel.confirm(sold)
+    wanted = HotelRequest(hotel_id=site, room_type="standard", check_in=first, check_out=first + timedelta(days=2),
+                          rooms=1)
+    offers = await hotel.alternatives(wanted)
+    assert [(o.request["room_type"], o.available) for o in offers][:1] == [("suite", 3)]
+    assert offers[0].description.startswith("another room type: ") and "3 available" in offers[0].description
+    await hotel.release(held)  # nothing left ACTIVE for the suites that audit every hold
+    await assert_ledger_clean(services)
+
+
+async def test_shifted_alternatives_nearest_first_earlier_on_a_tie(hotel: HotelService) -> None:
+    """Free nights two days before and one day after a full one: one day after comes first (nearer), and a stay
+    shifted into the earlier days is offered too."""
+    city, site = unique("City"), unique("H")
+    night = datetime.now(UTC).date() + timedelta(days=40)
+    free = {night - timedelta(days=2), night + timedelta(days=1)}
+    for shift in range(-3, 4):  # one night at a time, in order: a later upsert sets its own night last
+        day = night + timedelta(days=shift)
+        await hotel.upsert(site, HotelInventory(city=city, rooms={"standard": 1 if day in free else 0},
+                                                nights_from=day, nights_to=day + timedelta(days=1)))
+    wanted = HotelRequest(hotel_id=site, room_type="standard", check_in=night, check_out=night + timedelta(days=1),
+                          rooms=1)
+    offers = await hotel.alternatives(wanted)
+    assert [o.request["check_in"] for o in offers] == [
+        (night + timedelta(days=1)).isoformat(), (night - timedelta(days=2)).isoformat(),
+    ]
+    assert all(o.description.startswith("shifted stay: ") for o in offers)
+
+
+async def test_a_stay_shifted_to_today_is_offered_but_never_into_the_past(hotel: HotelService) -> None:
+    city, site = unique("City"), unique("H")
+    today = datetime.now(UTC).date()
+    for shift in range(-1, 3):  # yesterday and today free, tomorrow (wanted) full
+        day = today + timedelta(days=shift)
+        await hotel.upsert(site, HotelInventory(city=city, rooms={"standard": 1 if shift <= 0 else 0},
+                                                nights_from=day, nights_to=day + timedelta(days=1)))
+    wanted = HotelRequest(hotel_id=site, room_type="standard", check_in=today + timedelta(days=1),
+                          check_out=today + timedelta(days=2), rooms=1)
+    offers = await hotel.alternatives(wanted)
+    assert [o.request["check_in"] for o in offers] == [today.isoformat()]

@@ -48,7 +48,7 @@ async def test_fifteen_holds_of_two_on_stock_ten(orders: OrdersService, services
     calls = [lambda k=unique("wf"): orders.hold(k, request, later()) for _ in range(15)]
     assert await outcomes(calls) == (5, 10)
     assert (await orders.availability(sku)).model_dump() == (
-        {"sku": sku, "capacity": 10, "held": 10, "sold": 0, "available": 0}
+        {"sku": sku, "capacity": 10, "held": 10, "sold": 0, "available": 0, "price": None}
     )
     await assert_ledger_clean(services)
 

@@ -33,7 +33,7 @@ async def test_hold_confirm_moves_held_to_sold(orders: OrdersService, services) 
     again = await orders.confirm(key)
     assert confirmed.status is again.status is HoldStatus.CONFIRMED
     assert (await orders.availability(sku)).model_dump() == (
-        {"sku": sku, "capacity": 5, "held": 0, "sold": 2, "available": 3}
+        {"sku": sku, "capacity": 5, "held": 0, "sold": 2, "available": 3, "price": None}
     )
     with pytest.raises(HoldNotActive):
         await orders.release(key)

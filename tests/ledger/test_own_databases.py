@@ -1,5 +1,5 @@
 """A participant whose ledger lives in a database of its own (PARTICIPANT_DATABASE_URLS): `migrate`, `seed` and
-`audit` (booking_saga/maintenance.py) reach it there, as the workers and the API do, on real PostgreSQL."""
+`audit` (runtime/maintenance.py) reach it there, as the workers and the API do, on real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from booking_saga import maintenance
+from runtime import maintenance
 
 OWN = "cars"  # any registered participant would do: the test only needs one kept apart
 

@@ -46,13 +46,18 @@ async def test_lost_connections_answer_busy_once_then_the_pool_reconnects(
 ) -> None:
     own = create_engine(migrated_database_url, pool_size=2)
 
-    async def server_pid() -> int:
-        async with driver_transaction(own) as db:
-            await asyncio.sleep(0.05)  # both checked out at once: the pool opens two connections
-            return db.get_server_pid()
+    async def server_pids() -> set[int]:
+        both_in = asyncio.Barrier(2)
+
+        async def server_pid() -> int:
+            async with driver_transaction(own) as db:
+                await both_in.wait()  # both checked out at once: the pool opens two connections
+                return db.get_server_pid()
+
+        return set(await asyncio.gather(server_pid(), server_pid()))
 
     try:
-        pids = set(await asyncio.gather(server_pid(), server_pid()))
+        pids = await server_pids()
         assert len(pids) == 2
         async with engine.connect() as admin:
             await admin.execute(TERMINATE, {"pids": list(pids)})
@@ -60,7 +65,7 @@ async def test_lost_connections_answer_busy_once_then_the_pool_reconnects(
             async with driver_transaction(own) as db:
                 await db.execute("SELECT 1")
         # The first failure recycled the whole pool: the other dead connection is never handed out.
-        assert not set(await asyncio.gather(server_pid(), server_pid())) & pids
+        assert not await server_pids() & pids
     finally:
         await own.dispose()
 
@@ -70,11 +75,12 @@ async def test_a_connection_the_full_pool_closes_is_closed_cleanly(
 ) -> None:
     own = create_engine(migrated_database_url, pool_size=1, max_overflow=1)
     drivers: list[Driver] = []
+    both_in = asyncio.Barrier(2)
 
     async def hold_a_connection() -> None:
         async with driver_transaction(own) as db:
             drivers.append(db)
-            await asyncio.sleep(0.05)
+            await both_in.wait()  # the second connection is the pool's overflow
 
     try:
         await asyncio.gather(hold_a_connection(), hold_a_connection())

@@ -43,13 +43,13 @@ async def has_claim(engine: AsyncEngine, checkout_id: str) -> bool:
         return bool((await conn.execute(query, {"id": checkout_id})).scalar_one())
 
 
-async def outcomes(attempts: Sequence[Awaitable[None]]) -> tuple[int, list[LimitExceeded]]:
+async def outcomes(attempts: Sequence[Awaitable[bool]]) -> tuple[int, list[LimitExceeded]]:
     """Run the claims at once: how many passed, and the refusals; anything else fails the test."""
     results = await asyncio.gather(*attempts, return_exceptions=True)
     refused = [r for r in results if isinstance(r, LimitExceeded)]
     others = [r for r in results if isinstance(r, BaseException) and not isinstance(r, LimitExceeded)]
     assert not others, others
-    return sum(r is None for r in results), refused
+    return sum(r is True for r in results), refused
 
 
 async def test_twenty_concurrent_checkouts_of_one_customer_exactly_three_claimed(engine: AsyncEngine) -> None:
@@ -88,8 +88,8 @@ async def test_units_limit_exact_under_concurrency_with_checkout_limit_off(engin
 async def test_the_same_checkout_claimed_twice_counts_once(engine: AsyncEngine) -> None:
     limits = CustomerLimits(engine, 3, 9, HOUR)
     customer, checkout, row = unique("cust"), unique("co"), ("orders", unique("sku"))
-    await limits.claim(checkout, customer, {row: 5})
-    await limits.claim(checkout, customer, {row: 5})  # a retried POST
+    assert await limits.claim(checkout, customer, {row: 5})
+    assert not await limits.claim(checkout, customer, {row: 5})  # a retried POST: already started
     assert await claimed(engine, customer) == 1
     await limits.claim(unique("co"), customer, {row: 4})  # 5 + 4: the retry did not add its 5 units
     await limits.claim(unique("co"), customer, {})
@@ -160,6 +160,12 @@ async def test_expire_overdue_removes_only_claims_past_their_expiry(engine: Asyn
 
 
 async def test_an_overdue_claim_no_longer_counts_even_before_the_sweep(engine: AsyncEngine) -> None:
-    customer = unique("cust")
-    await CustomerLimits(engine, 1, 9, timedelta(microseconds=1)).claim(unique("co"), customer, {})
-    await CustomerLimits(engine, 1, 9, HOUR).claim(unique("co"), customer, {})  # passes: the first one is overdue
+    customer, overdue, second, third = unique("cust"), unique("co"), unique("co"), unique("co")
+    await CustomerLimits(engine, 1, 9, timedelta(microseconds=1)).claim(overdue, customer, {})
+    await CustomerLimits(engine, 1, 9, HOUR).claim(second, customer, {})  # passes: the first one is overdue
+    assert await has_claim(engine, overdue), "not swept yet: it is still there, only no longer counted"
+    assert await has_claim(engine, second)
+    # The live one does count: the limit of one is reached again.
+    with pytest.raises(LimitExceeded) as refused:
+        await CustomerLimits(engine, 1, 9, HOUR).claim(third, customer, {})
+    assert refused.value.limit == "active_checkouts" and not await has_claim(engine, third)

@@ -19,11 +19,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.idempotency import checkout_id
-from booking_saga.settings import Settings
 from services.db import create_engine
 from services.orders.schemas import ItemInventory
 from services.registry import build_services
 from services.started_checkouts import StartedCheckouts
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.api.live_stack import live_settings, saga_workers
 from tests.api.test_api_without_servers import assert_problem

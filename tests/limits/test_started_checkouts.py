@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from booking_saga.embedded import free_port
+from runtime.embedded import free_port
 from services import started_checkouts
 from services.db import create_engine
 from services.errors import LedgerError

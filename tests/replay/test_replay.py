@@ -6,21 +6,41 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from booking_saga.replay import load_history, replay_files, replayer
+from runtime.codec import data_converter
+from runtime.replay import load_history, replay_files, replayer
+from settings import Settings
+from tests.replay.stamp import REFRESH, read_stamp, workflows_digest
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {
     "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "needs_attention",
     # the fast shape (local activities, the hold clock from HELD, the customer's claim released) and the 4th participant
     "local_happy", "local_rejected", "car",
+    # the CustomerId pseudonym set at the start and kept (the keep-customer-pseudonym patch)
+    "customer_pseudonym", "customer_pseudonym_former_worker",
+    # every other terminal path (record.py's scenarios of the same names), and one recorded on the dev server
+    "failed_confirm", "failed_hold", "operator_cancel", "cancel_before_held", "extend_refused",
+    "needs_attention_hourly", "claim_release_failed", "dev_failed_confirm",
+    # bookings that last: the saga writing its record, a part released while HELD, and CancelSale's paths
+    "recorded_happy", "part_released", "sale_cancelled", "part_returned", "cancel_window_closed",
+    # a paid sale's part returned and its share refunded (CancelSale with a payment)
+    "paid_sale_cancelled",
 }
 
 
 def test_every_path_has_a_history() -> None:
     assert EXPECTED <= {path.stem for path in HISTORIES}
+
+
+def test_the_histories_were_checked_against_this_workflow_code() -> None:
+    """workflows/ changed since the histories were stamped: record the path the change makes or alters, then
+    refresh the stamp (it refuses while no history is new or re-recorded)."""
+    assert read_stamp()["workflows"] == workflows_digest(), (
+        "workflows/*.py changed since tests/replay/histories.stamp: record a history of the changed path "
+        f"(python -m tests.replay.record NAME, see tests/replay/record.py), then run: {REFRESH}"
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
@@ -42,6 +62,6 @@ class ReorderedSaga:
 
 
 async def test_a_non_deterministic_change_is_caught() -> None:
-    changed = Replayer(workflows=[ReorderedSaga], data_converter=pydantic_data_converter)
+    changed = Replayer(workflows=[ReorderedSaga], data_converter=data_converter(Settings()))
     results = await changed.replay_workflow(load_history(HISTORIES[0]), raise_on_replay_failure=False)
     assert results.replay_failure is not None

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from booking_saga.children import Children
-from booking_saga.devstack import DEV_SERVER_ATTEMPTS, start_dev_server
+from runtime.children import Children
+from runtime.devstack import DEV_SERVER_ATTEMPTS, start_dev_server
 
 
 def _script(body: str) -> list[str]:

@@ -15,9 +15,9 @@ import pytest
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from booking_saga.logs import TEXT_FORMAT, build_handler, configure_logging
-from booking_saga.settings import Settings
+from runtime.logs import TEXT_FORMAT, build_handler, configure_logging
 from services.logcontext import bind_checkout, checkout_context, current_checkout_id
+from settings import Settings
 from workflows.checkout_saga import CheckoutSaga
 
 
@@ -135,10 +135,10 @@ def test_text_format_is_unchanged() -> None:
     stream = io.StringIO()
     handler = build_handler("text", stream)
     assert TEXT_FORMAT == "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    record = logging.LogRecord("booking_saga.worker", logging.WARNING, __file__, 1, "sweeper: %s", ("orders",), None)
+    record = logging.LogRecord("runtime.worker", logging.WARNING, __file__, 1, "sweeper: %s", ("orders",), None)
     with checkout_context("chk_text"):
         handler.handle(record)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING booking_saga.worker: sweeper: orders\n",
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING runtime.worker: sweeper: orders\n",
                         stream.getvalue())
 
 
@@ -162,7 +162,7 @@ def test_configure_logging_installs_a_json_root_handler() -> None:
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(stream)
         with checkout_context("chk_root"):
-            logging.getLogger("api.saga").warning("slow")
+            logging.getLogger("checkouts.saga").warning("slow")
         assert json.loads(stream.getvalue())["checkout_id"] == "chk_root"
     finally:
         root.handlers = saved_handlers

@@ -17,7 +17,7 @@ from services.registry import NAMES, PARTICIPANTS
 from workflows.models import CheckoutRequest
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_SERVICES = ("api", "workflows", "activities", "booking_saga")
+ABOVE_SERVICES = ("api", "checkouts", "workflows", "activities", "runtime", "booking_saga")
 
 
 def _named_participants(path: Path) -> list[str]:
@@ -79,12 +79,15 @@ def test_a_participant_missing_an_operation_fails_the_type_check(tmp_path: Path)
     )
     assert result.returncode != 0, result.stdout
     assert 'Cannot instantiate abstract class "Half"' in result.stdout
-    for missing in ("rows", "resources", "build_service"):
+    # `rows` has a default (a payment holds no inventory rows); the registry refuses an inventory participant
+    # without its own (services/registry.py).
+    for missing in ("resources", "build_service"):
         assert missing in result.stdout
 
 
-@pytest.mark.parametrize("participant", PARTICIPANTS, ids=NAMES)
-def test_every_participant_answers_its_demo_offers(participant: object) -> None:
+@pytest.mark.parametrize("participant", [p for p in PARTICIPANTS if p.inventory],
+                         ids=[p.name for p in PARTICIPANTS if p.inventory])
+def test_every_inventory_participant_answers_its_demo_offers(participant: object) -> None:
     from datetime import date
 
     from services.registry import AnyParticipant

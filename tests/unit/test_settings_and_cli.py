@@ -1,5 +1,6 @@
 """Settings bounds and the CLI's refusals: clear messages, no tracebacks."""
 
+import os
 import subprocess
 import sys
 
@@ -7,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from booking_saga.cli import build_parser
-from booking_saga.settings import Settings
 from services.db import async_url
+from settings import Settings
 
 
 def test_hold_bounds_must_be_ordered() -> None:
@@ -60,8 +61,8 @@ def test_api_refuses_to_start_without_operator_token() -> None:
 
 @pytest.mark.parametrize("service", ["flight", "all"])
 def test_service_worker_refuses_to_start_without_database_url(service: str) -> None:
-    # No Temporal either: the refusal must come before any connection attempt.
-    env = {"PATH": "/usr/bin:/bin", "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    # No Temporal either: the refusal must come before any connection attempt. Safe otherwise (payload keys set).
+    env = {"PATH": "/usr/bin:/bin", "TEMPORAL_ADDRESS": "127.0.0.1:1", "PAYLOAD_KEYS": os.environ["PAYLOAD_KEYS"]}
     result = subprocess.run([sys.executable, "-m", "booking_saga.cli", "worker", "--service", service], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

@@ -1,4 +1,4 @@
-"""booking_saga.tracing: nothing installed (no SDK imported, no interceptor) without OTEL_EXPORTER_OTLP_ENDPOINT;
+"""runtime.tracing: nothing installed (no SDK imported, no interceptor) without OTEL_EXPORTER_OTLP_ENDPOINT;
 with it, an OTLP exporter, the Temporal interceptor and the instrumented app. Each case in a fresh interpreter:
 a process's global tracer provider can be set once only."""
 
@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 
-from booking_saga.embedded import free_port
+from runtime.embedded import free_port
 
 OFF = """
 import sys
-from booking_saga.settings import Settings
-from booking_saga import tracing
+from settings import Settings
+from runtime import tracing
 from api.main import create_app
 assert tracing.setup_tracing("test", Settings()) is False
 assert not tracing.enabled() and tracing.client_interceptors() == []
-create_app(Settings(operator_token="t"))
+create_app(Settings(operator_token="t", allow_insecure=True))
 # (redis-py imports opentelemetry.sdk.metrics for its own observability when installed: not ours, no tracing.)
 ours = ("opentelemetry.sdk.trace", "opentelemetry.instrumentation", "opentelemetry.exporter")
 loaded = sorted(name for name in sys.modules if name.startswith(ours))
@@ -30,15 +30,15 @@ print("off")
 ON = """
 from opentelemetry import trace
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from booking_saga.settings import Settings
-from booking_saga import tracing
+from settings import Settings
+from runtime import tracing
 from api.main import create_app
 assert tracing.setup_tracing("test", Settings()) is True
 assert tracing.enabled()
 (interceptor,) = tracing.client_interceptors()
 assert isinstance(interceptor, TracingInterceptor)
 assert trace.get_tracer_provider() is tracing._provider
-app = create_app(Settings(operator_token="t"))
+app = create_app(Settings(operator_token="t", allow_insecure=True))
 assert getattr(app, "_is_instrumented_by_opentelemetry", False)
 tracing.shutdown_tracing()  # the collector is not there: the batch is dropped, nothing hangs
 print("on")

@@ -15,15 +15,16 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
-from booking_saga.temporal import test_server_path
-from booking_saga.worker import build_workers
+from runtime.codec import data_converter
+from runtime.temporal import test_server_path
+from runtime.worker import build_workers
+from services.bookings.records import BookingRecords
 from services.db import create_engine
 from services.migrate import reset
 from services.registry import NAMES, build_services
+from settings import Settings
 from tests.workflow.helpers import FaultyService, register_search_attributes
 
 
@@ -78,9 +79,11 @@ async def saga_client(time_skipping_env: WorkflowEnvironment) -> Client:
 
 @pytest.fixture(scope="session")
 async def saga_workers(
-    saga_client: Client, saga_settings: Settings, saga_services: dict[str, FaultyService]
+    saga_client: Client, saga_settings: Settings, saga_services: dict[str, FaultyService], saga_engine: AsyncEngine
 ) -> AsyncIterator[None]:
-    workers = build_workers(saga_client, saga_settings, "all", saga_services)  # type: ignore[arg-type]
+    # With the booking records, as run_worker builds them: the sagas write theirs, CancelSale reads them.
+    records = BookingRecords(saga_engine)
+    workers = build_workers(saga_client, saga_settings, "all", saga_services, records=records)  # type: ignore[arg-type]
     runs = [asyncio.create_task(worker.run()) for worker in workers]
     yield
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
@@ -94,7 +97,7 @@ async def isolated_client(
     """A test server and workers of its own, for tests that leave an activity running after its workflow
     closed: the time-skipping server stops moving its clock after that, which would stall later tests."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=test_server_path(), data_converter=data_converter(Settings())
     )
     await register_search_attributes(env.client)
     workers = build_workers(env.client, saga_settings, "all", saga_services)  # type: ignore[arg-type]

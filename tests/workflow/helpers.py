@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -12,18 +13,24 @@ from typing import Any
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
-from booking_saga.settings import Settings
+from services.customer_limits import CustomerLimits
 from services.errors import Busy, InvalidRequest
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import NAMES, AnyService, local_names
 from services.types import Frozen, HoldResult
+from settings import Settings
+from tests.waiting import eventually
 from workflows import search_attributes
 from workflows.checkout_saga import CheckoutSaga
 from workflows.models import SUBMIT, CheckoutInput, CheckoutRequest, CheckoutView
 from workflows.summaries import checkout_summary
+
+__all__ = ["eventually"]  # re-exported: the saga tests' helpers in one import
 
 _INDEX_TYPES = {
     "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
@@ -48,11 +55,13 @@ class FaultyService:
     - fail_times[op] = n: the next n calls of `op` raise Busy (retryable) before touching the ledger.
     - hang_after_hold: hold commits, then does not answer until `unblock` is set (its result is lost).
     - hang_before_hold: hold waits until `unblock` is set, then reaches the ledger (a late delivery).
+    - refuse = {op, ...}: every call of `op` fails with a non-retryable error (not a shortage) before the ledger.
     `clear()` (after every test) sets `unblock`: nothing stays hung into the next test.
     """
 
     real: AnyService
     fail_times: dict[str, int] = field(default_factory=dict)
+    refuse: set[str] = field(default_factory=set)
     hang_after_hold: bool = False
     hang_before_hold: bool = False
     unblock: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,6 +74,7 @@ class FaultyService:
 
     def clear(self) -> None:
         self.fail_times.clear()
+        self.refuse.clear()
         self.hang_after_hold = self.hang_before_hold = False
         self.unblock.set()
         self.unblock = asyncio.Event()
@@ -73,6 +83,8 @@ class FaultyService:
 
     def _enter(self, op: str) -> None:
         self.calls[op] = self.calls.get(op, 0) + 1
+        if op in self.refuse:
+            raise InvalidRequest(f"injected refusal in {self.name}.{op}")
         if self.fail_times.get(op, 0) > 0:
             self.fail_times[op] -= 1
             raise Busy(f"injected fault in {self.name}.{op}")
@@ -101,6 +113,10 @@ class FaultyService:
         self._enter("release")
         return await self.real.release(hold_key)
 
+    async def return_sale(self, hold_key: str) -> HoldResult:
+        self._enter("return_sale")
+        return await self.real.return_sale(hold_key)
+
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult:
         self._enter("extend")
         return await self.real.extend(hold_key, expires_at)
@@ -124,6 +140,13 @@ class RefusingRelease:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.real, attr)
+
+
+class RefusingClaims(CustomerLimits):
+    """Real customer claims whose release fails (non-retryable: the saga's local activity gives up at once)."""
+
+    async def release(self, checkout_id: str) -> bool:
+        raise ApplicationError("claim release refused (injected)", non_retryable=True)
 
 
 def unique(prefix: str) -> str:
@@ -193,6 +216,20 @@ async def start_checkout(
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
     """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does.
     Without `attributes_at_start` the workflow publishes its search attributes itself, as for any starter."""
+    handle = await begin_checkout(
+        client, settings, request, hold_seconds=hold_seconds, extend_max_seconds=extend_max_seconds,
+        hold_lifetime_max_seconds=hold_lifetime_max_seconds, attributes_at_start=attributes_at_start, remote=remote,
+    )
+    view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
+    return handle, view
+
+
+async def begin_checkout(
+    client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
+    extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
+    remote: bool = False,
+) -> WorkflowHandle[Any, CheckoutView]:
+    """Start CheckoutSaga without waiting for its holds (start_checkout's first half)."""
     checkout_id = unique("co")
     params = CheckoutInput(
         checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
@@ -206,7 +243,30 @@ async def start_checkout(
         CheckoutSaga.run, params, id=checkout_id, task_queue=settings.task_queue_checkout,
         task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
         static_summary=checkout_summary(request),
-        search_attributes=search_attributes.at_start(request) if attributes_at_start else None,
+        search_attributes=(search_attributes.at_start(request, settings.checkout_id_secret)
+                           if attributes_at_start else None),
     )
-    view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
-    return handle, view
+    return handle
+
+
+@asynccontextmanager
+async def running(workers: list[Worker]) -> AsyncIterator[None]:
+    """Run Worker objects (build_workers' or a test's own) for the block, then shut them down.
+
+    On the time-skipping server, leave the block only once the sagas these workers run have closed (await their
+    result): a saga left open on a queue nobody polls keeps a task pending, and the server then stops moving its
+    clock for every later test of the session (they time out waiting for a timer)."""
+    runs = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
+        yield
+    finally:
+        await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+def own_queues(base: Settings, **changes: Any) -> Settings:
+    """`base` with task queues no other worker polls (a test that runs workers of its own), and `changes`."""
+    suffix = uuid.uuid4().hex[:8]
+    return base.model_copy(update={
+        "task_queue_checkout": f"checkout-{suffix}", "task_queues": {n: f"{n}-{suffix}" for n in NAMES}, **changes,
+    })

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api import saga
-from booking_saga.embedded import free_port
-from booking_saga.settings import Settings
-from booking_saga.temporal import metrics_runtime
-from booking_saga.worker import build_workers
+from checkouts import saga
+from runtime.embedded import free_port
+from runtime.temporal import metrics_runtime
+from runtime.worker import build_workers
 from services.registry import NAMES
+from settings import Settings
 from tests.workflow.helpers import FaultyService, RefusingRelease, seed, unique
 from workflows.models import CANCEL, CONFIRM, CheckoutStatus, CheckoutView
 
@@ -42,7 +41,8 @@ async def stack(
     port = free_port()
     target = dev_server_env.client.service_client.config.target_host
     client = await Client.connect(target, namespace=dev_server_env.client.namespace,
-                                  data_converter=pydantic_data_converter, runtime=metrics_runtime("127.0.0.1", port))
+                                  data_converter=dev_server_env.client.data_converter,
+                                  runtime=metrics_runtime("127.0.0.1", port))
     suffix = unique("metrics")
     settings = Settings(task_queue_checkout=f"checkout-{suffix}",
                         task_queues={name: f"{name}-{suffix}" for name in NAMES}, workflow_sandbox=True)

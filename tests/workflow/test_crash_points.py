@@ -11,7 +11,8 @@ once (held / sold equal the request's units, never double), nothing is left held
 no HELD answer carried an expires_at already past.
 
 The time from the death (the marker file is written just before the SIGKILL) to the saga's next history events
-and to the answer is printed (`-s`): a measurement for the README, never asserted (a loaded machine decides it).
+and to the answer is printed (`-s`): a measurement for docs/faults-and-chaos.md, never asserted (a loaded machine
+decides it).
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from api import saga
-from booking_saga.settings import Settings
+from checkouts import saga
 from services.db import create_engine
 from services.registry import NAMES, AnyService, build_services
 from services.types import HoldStatus
+from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
 from tests.workflow.helpers import Inventory, counters, seed, unique
+from workflows.cancel_sale import workflow_id as cancel_sale_id
 from workflows.models import CONFIRM, EXTEND, CheckoutStatus, CheckoutView, ExtendInput
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
@@ -90,7 +92,7 @@ class Stack:
     marker: Path
     workers: list[Worker] = field(default_factory=list)
 
-    def env(self, crash_after: str | None) -> dict[str, str]:
+    def env(self, crash_after: str | None, before: bool = False) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items()
                if key not in ("DATABASE_URL", "REDIS_URL", *_CRASH_VARIABLES)}
         env.update({
@@ -103,26 +105,27 @@ class Stack:
             "LOG_LEVEL": "WARNING",
         })
         if crash_after is not None:
-            env.update({"BOOKING_SAGA_CRASH_AFTER": crash_after, "BOOKING_SAGA_CRASH_ONCE": str(self.marker)})
+            point = "BOOKING_SAGA_CRASH_BEFORE" if before else "BOOKING_SAGA_CRASH_AFTER"
+            env.update({point: crash_after, "BOOKING_SAGA_CRASH_ONCE": str(self.marker)})
         return env
 
-    def start(self, service: str, crash_after: str | None = None) -> Worker:
+    def start(self, service: str, crash_after: str | None = None, before: bool = False) -> Worker:
         stderr_path = self.tmp_path / f"worker-{len(self.workers)}-{service}.stderr"
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", "booking_saga.cli", "worker", "--service", service],
-                env=self.env(crash_after), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=self.env(crash_after, before), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             )
         worker = Worker(service, process, stderr_path)
         self.workers.append(worker)
         return worker
 
-    async def start_all(self, crash_after: str) -> list[Worker]:
+    async def start_all(self, crash_after: str, before: bool = False) -> list[Worker]:
         """Where `crash_after` happens, two workers with the crash point (one dies, one stands by); one worker for
         every other queue the request needs. Returns once every queue has its pollers."""
         crashing = "checkout" if self.placement == "local" else crash_after.split(".")[0]
         services = ["checkout"] if self.placement == "local" else ["checkout", *REQUESTED]
-        pair = [self.start(crashing, crash_after) for _ in range(2)]
+        pair = [self.start(crashing, crash_after, before) for _ in range(2)]
         for service in services:
             if service != crashing:
                 self.start(service)
@@ -320,5 +323,31 @@ async def test_crash_in_the_middle_of_extend(stack: Stack, ledgers: dict[str, An
     assert final.status == CheckoutStatus.EXPIRED, final
     assert final.history[-1].at >= extended.expires_at, final.history  # the extended expiry was the one kept
     assert_holds(final, HoldStatus.RELEASED)
+    assert await counters(ledgers, inventory) == NOTHING
+    await assert_ledger_clean(ledgers)
+
+
+@pytest.mark.parametrize("point", ["before", "after"])
+async def test_crash_around_a_sale_return(stack: Stack, ledgers: dict[str, AnyService], point: str) -> None:
+    """A confirmed checkout cancelled (CancelSale), the worker dying just before the items' return reaches the
+    ledger, or just after it committed: the standby returns everything (the items' return again, which the ledger
+    answers as already returned): sold back to zero once, the record CANCELLED, the ledger clean."""
+    inventory = await seed(ledgers)
+    pair = await stack.start_all("orders.return_sale", before=point == "before")
+    view = await submit(stack, inventory, hold_seconds=120)
+    assert view.status == CheckoutStatus.HELD, view
+    confirmed = await saga.update(stack.client, view.checkout_id, CONFIRM)
+    assert confirmed.status == CheckoutStatus.CONFIRMED, confirmed
+    await stack.client.get_workflow_handle(view.checkout_id).result()  # closed: its record is written
+    assert await counters(ledgers, inventory) == SOLD_ONCE
+
+    outcome = await saga.cancel_sale(stack.client, stack.settings, view.checkout_id, [], None)
+    answered = datetime.now(UTC)
+    died = await assert_one_died(stack, pair)
+    cancel = stack.client.get_workflow_handle(cancel_sale_id(view.checkout_id, []))
+    await report_takeover(stack, cancel, died, answered, f"return ({point} the commit)")
+    cancelled = CheckoutView.model_validate(outcome.view)
+    assert cancelled.status == CheckoutStatus.CANCELLED and not outcome.closed, outcome
+    assert_holds(cancelled, HoldStatus.RETURNED)
     assert await counters(ledgers, inventory) == NOTHING
     await assert_ledger_clean(ledgers)

@@ -1,6 +1,6 @@
 """`booking-saga checkouts list|show|retry-compensation|cancel` on the real dev server and real PostgreSQL.
 
-Checkouts are placed as the API places them (api.saga.submit: Update-with-Start, search attributes at start) on
+Checkouts are placed as the API places them (checkouts.saga.submit: Update-with-Start, search attributes at start) on
 workers of this module's own task queues; the commands are parsed by the real `booking-saga` parser.
 """
 
@@ -15,17 +15,23 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api import saga
 from booking_saga import checkouts_cli
 from booking_saga.cli import build_parser, main
-from booking_saga.settings import Settings, get_settings
-from booking_saga.worker import build_workers
+from checkouts import saga
+from runtime.worker import build_workers
+from services.bookings.records import BookingRecords
 from services.registry import NAMES
+from settings import Settings, get_settings
 from tests.workflow.helpers import FaultyService, Inventory, RefusingRelease, seed, unique
+from workflows import search_attributes
 from workflows.models import CONFIRM, CheckoutRequest, CheckoutStatus, CheckoutView
 
 pytestmark = [pytest.mark.devserver]
@@ -38,6 +44,7 @@ class Stack:
     services: dict[str, Any]
     hotel: RefusingRelease
     inventory: Inventory
+    records: BookingRecords | None = None
 
     async def place(self, request: CheckoutRequest) -> CheckoutView:
         view = await saga.submit(self.client, self.settings, unique("co"), request, "operator", 600)
@@ -47,21 +54,24 @@ class Stack:
     async def cli(self, *argv: str) -> tuple[int, str]:
         args = build_parser().parse_args(["checkouts", *argv])
         out = io.StringIO()
-        code = await checkouts_cli.run(self.client, self.services, args, out)
+        code = await checkouts_cli.run(self.client, self.services, args, out, self.records, self.settings)
         return code, out.getvalue()
 
 
 @pytest.fixture(scope="module")
-async def stack(dev_server_env: WorkflowEnvironment, saga_services: dict[str, FaultyService]) -> AsyncIterator[Stack]:
+async def stack(
+    dev_server_env: WorkflowEnvironment, saga_services: dict[str, FaultyService], saga_engine: AsyncEngine
+) -> AsyncIterator[Stack]:
     suffix = unique("ops")
     settings = Settings(task_queue_checkout=f"checkout-{suffix}",
                         task_queues={name: f"{name}-{suffix}" for name in NAMES}, workflow_sandbox=True)
     hotel = RefusingRelease(saga_services["hotel"])
     services: dict[str, Any] = {**saga_services, "hotel": hotel}
-    workers = build_workers(dev_server_env.client, settings, "all", services)
+    records = BookingRecords(saga_engine)
+    workers = build_workers(dev_server_env.client, settings, "all", services, records=records)
     runs = [asyncio.create_task(worker.run()) for worker in workers]
     inventory = await seed(saga_services, seats=20, rooms=20, stock=50)
-    yield Stack(dev_server_env.client, settings, services, hotel, inventory)
+    yield Stack(dev_server_env.client, settings, services, hotel, inventory, records)
     hotel.refuse = False
     await asyncio.gather(*(worker.shutdown() for worker in workers), return_exceptions=True)
     await asyncio.gather(*runs, return_exceptions=True)
@@ -112,7 +122,10 @@ async def test_list_filters_by_customer_status_and_resource(stack: Stack) -> Non
 
     await _eventually(filters_agree, "the list filters agree with the checkouts placed")
     code, text = await stack.cli("list", "--customer", alice, "--limit", "1")
-    assert code == 0 and len([line for line in text.splitlines() if alice in line]) == 1, text
+    # The list shows the customer as Temporal holds it: the CustomerId pseudonym, never the id itself.
+    alias = search_attributes.customer_pseudonym(alice, stack.settings.checkout_id_secret)
+    assert code == 0 and len([line for line in text.splitlines() if alias in line]) == 1, text
+    assert alice not in text
     code, text = await stack.cli("list", "--customer", "nobody'; DROP")
     assert code == 1 and "not a valid value" in text
 
@@ -173,15 +186,44 @@ async def test_retry_compensation_resolves_a_needs_attention_checkout(stack: Sta
     assert {hold["ledger"]["status"] for hold in json.loads(out)["holds"]} == {"RELEASED"}
 
 
-async def test_cancel_a_held_checkout_and_a_refused_cancel_of_a_confirmed_one(stack: Stack) -> None:
+async def test_cancel_a_held_checkout_and_a_sale_part_by_part(stack: Stack) -> None:
     held = await stack.place(stack.inventory.request(customer=unique("erin"), parts=("orders",)))
     code, text = await stack.cli("cancel", held.checkout_id)
     assert code == 0 and "CANCELLED" in text, text
 
-    sold = await stack.place(stack.inventory.request(customer=unique("erin"), parts=("orders",)))
+    sold = await stack.place(stack.inventory.request(customer=unique("erin"), parts=("flight", "orders")))
     await saga.update(stack.client, sold.checkout_id, CONFIRM)
+    code, text = await stack.cli("cancel", sold.checkout_id, "--part", "items")
+    assert code == 0 and "CONFIRMED" in text and "orders RETURNED" in text, text
+    code, text = await stack.cli("cancel", sold.checkout_id, "--part", "car")
+    assert code == 1 and "no car part" in text, text
     code, text = await stack.cli("cancel", sold.checkout_id)
-    assert code == 1 and "refused" in text and "CONFIRMED" in text, text
+    assert code == 0 and "CANCELLED" in text and "flight RETURNED" in text, text
+
+
+async def test_show_reads_the_record_once_the_workflow_is_deleted(stack: Stack) -> None:
+    sold = await stack.place(stack.inventory.request(customer=unique("gina"), parts=("orders",)))
+    await saga.update(stack.client, sold.checkout_id, CONFIRM)
+    handle = stack.client.get_workflow_handle(sold.checkout_id)
+    await handle.result()
+    await stack.client.workflow_service.delete_workflow_execution(DeleteWorkflowExecutionRequest(
+        namespace=stack.client.namespace, workflow_execution=WorkflowExecution(workflow_id=sold.checkout_id)))
+
+    async def deleted() -> bool:
+        try:
+            await handle.describe()
+        except RPCError as error:
+            return error.status == RPCStatusCode.NOT_FOUND
+        return False
+
+    for _ in range(600):  # the server deletes in the background
+        if await deleted():
+            break
+        await asyncio.sleep(0.1)
+    code, out = await stack.cli("show", sold.checkout_id, "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["status"] == "CONFIRMED" and shown["holds"][0]["ledger"]["status"] == "CONFIRMED", shown
 
 
 async def test_the_command_line_reads_the_ledgers_of_database_url(

@@ -17,14 +17,15 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga import maintenance
-from booking_saga.settings import Settings
-from booking_saga.worker import build_workers
+from runtime import maintenance
+from runtime.worker import build_workers
+from services.bookings.records import BookingRecords
 from services.db import create_engine
 from services.migrate import reset
 from services.registry import build_services
 from services.seed import seed_demo
 from services.types import HoldStatus
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from workflows import search_attributes
 from workflows.checkout_saga import CheckoutSaga
@@ -108,7 +109,7 @@ class AuditStack:
         )
         handle = await self.client.start_workflow(
             CheckoutSaga.run, params, id=checkout_id, task_queue=self.settings.task_queue_checkout,
-            search_attributes=search_attributes.at_start(request),
+            search_attributes=search_attributes.at_start(request, self.settings.checkout_id_secret),
         )
         return checkout_id, await handle.execute_update(SUBMIT, result_type=CheckoutView)
 
@@ -138,7 +139,8 @@ async def stack(dev_server_env: WorkflowEnvironment, database_url: str) -> Async
         task_queue_checkout=f"checkout-{suffix}", task_queues={name: f"{name}-{suffix}" for name in services},
         workflow_sandbox=True,
     )
-    workers = build_workers(dev_server_env.client, settings, "all", services)
+    # As run_worker builds them: the sagas write their booking records (the audit holds them against the sagas).
+    workers = build_workers(dev_server_env.client, settings, "all", services, records=BookingRecords(engine))
     runs = [asyncio.create_task(worker.run()) for worker in workers]
     audit_stack = AuditStack(dev_server_env.client, settings, services, url)
     try:
@@ -243,7 +245,7 @@ async def test_the_operator_route_and_the_command_report_it(
 
 
 async def audit_with_command(settings: Settings) -> SagaAuditReport:
-    """What `booking-saga audit --sagas` runs (booking_saga.maintenance)."""
+    """What `booking-saga audit --sagas` runs (runtime.maintenance)."""
     return await maintenance.audit_sagas(settings)
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
 from services.errors import HoldNotActive
+from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
-from tests.workflow.helpers import counters, seed, start_checkout
+from tests.workflow.helpers import counters, eventually, seed, start_checkout
 from workflows import search_attributes
 from workflows.models import (
     CONFIRM,
@@ -44,15 +42,15 @@ async def _until(handle, status: CheckoutStatus, env: WorkflowEnvironment) -> Ch
 
 
 async def _published_status(handle, expected: CheckoutStatus) -> str | None:
-    """The CheckoutStatus search attribute once it shows `expected` (or what it shows after 5 s). A query answers
-    from the worker's copy of the workflow, which can be ahead of what the server has recorded of the same
-    workflow task."""
-    for _ in range(50):
-        published = (await handle.describe()).typed_search_attributes.get(search_attributes.CHECKOUT_STATUS)
-        if published == expected.value:
-            break
-        await asyncio.sleep(0.1)
-    return published
+    """The CheckoutStatus search attribute once it shows `expected`. A query answers from the worker's copy of the
+    workflow, which can be ahead of what the server has recorded of the same workflow task: wait for the server."""
+
+    async def published() -> bool:
+        attributes = (await handle.describe()).typed_search_attributes
+        return attributes.get(search_attributes.CHECKOUT_STATUS) == expected.value
+
+    await eventually(published)
+    return (await handle.describe()).typed_search_attributes.get(search_attributes.CHECKOUT_STATUS)
 
 
 async def test_hold_committed_but_result_lost_is_released_and_late_retry_refused(
@@ -84,10 +82,11 @@ async def test_hold_arriving_after_its_compensation_is_refused(
     _, view = await start_checkout(isolated_client, saga_settings, inventory.request(quantity=2), remote=True)
     assert view.status == CheckoutStatus.REJECTED, view.error
     flight.unblock.set()
-    for _ in range(100):
-        if flight.late_hold_outcome:
-            break
-        await asyncio.sleep(0.05)
+
+    async def delivered() -> bool:
+        return bool(flight.late_hold_outcome)
+
+    await eventually(delivered)
     assert isinstance(flight.late_hold_outcome[0], HoldNotActive)  # the release left a tombstone
     assert await counters(saga_services, inventory) == NOTHING_MOVED
     await assert_ledger_clean(saga_services)

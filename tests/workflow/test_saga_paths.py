@@ -6,8 +6,8 @@ import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
-from booking_saga.settings import Settings
 from services.types import HoldStatus
+from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
 from tests.workflow.helpers import counters, seed, start_checkout
 from workflows import search_attributes

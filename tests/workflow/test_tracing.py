@@ -1,7 +1,7 @@
 """One trace per checkout: the API's Update-with-Start, the workflow, every participant's hold (local activities
 included) and the ledgers' asyncpg calls share one trace id; replaying the checkout's history adds no span.
 
-Real dev server, real PostgreSQL; spans go to an in-memory exporter through booking_saga.tracing.install, as
+Real dev server, real PostgreSQL; spans go to an in-memory exporter through runtime.tracing.install, as
 setup_tracing would send them over OTLP."""
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from api import saga
-from booking_saga import tracing
-from booking_saga.settings import Settings
-from booking_saga.worker import build_workers
+from checkouts import saga
+from runtime import tracing
+from runtime.worker import build_workers
 from services.registry import NAMES
+from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
 from tests.workflow.helpers import FaultyService, seed, unique
 from workflows.checkout_saga import CheckoutSaga
@@ -99,7 +98,7 @@ async def test_one_checkout_is_one_trace_and_a_replay_adds_no_span(
 
     tracer = tracing._provider.get_tracer(tracing.TRACER_NAME)  # type: ignore[union-attr]
     replayer = Replayer(workflows=[CheckoutSaga], interceptors=[TracingInterceptor(tracer)],
-                        data_converter=pydantic_data_converter)
+                        data_converter=client.data_converter)
     await replayer.replay_workflow(history)
     assert len(spans.get_finished_spans()) == before, _names(list(spans.get_finished_spans())[before:])
 

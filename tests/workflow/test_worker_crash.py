@@ -14,9 +14,9 @@ import pytest
 from temporalio.client import WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.replay import replay_query
-from booking_saga.settings import Settings
+from runtime.replay import replay_query
 from services.registry import NAMES
+from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
 from tests.workflow.helpers import counters, seed, start_checkout, unique
 from workflows.models import CONFIRM, CheckoutStatus, CheckoutView

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.embedded import free_port
+from runtime.embedded import free_port
 from tests.ledger.helpers import unique
 
 pytestmark = [pytest.mark.devserver]

@@ -22,14 +22,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from booking_saga.settings import Settings
-from booking_saga.worker import swept
+from runtime.worker import swept
 from services.db import create_engine
 from services.errors import HoldNotActive
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
 from services.registry import NAMES, AnyService, build_services
 from services.types import HoldStatus
+from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean, later, unique
 
 pytestmark = [pytest.mark.devserver]
@@ -177,7 +177,7 @@ async def test_sweeper_expires_overdue_holds_inside_an_orders_worker(
 
     # The hold that is not yet due stays ACTIVE through every round.
     assert (await orders.availability(sku)).model_dump() == {
-        "sku": sku, "capacity": 10, "held": 3, "sold": 0, "available": 7
+        "sku": sku, "capacity": 10, "held": 3, "sold": 0, "available": 7, "price": None
     }
     assert (await orders.release(current)).status is HoldStatus.RELEASED
     assert (await orders.availability(sku)).held == 0

@@ -8,6 +8,8 @@
 //   server's timer decides: at zero the page polls GET /v1/checkouts/{id} until the status moves.
 // - A 409 shows what was short and the alternatives; each alternative's `checkout` object is merged into a new
 //   checkout body (same customer, new key), one click away.
+// - "My bookings" lists the customer's checkouts (GET /v1/checkouts, newest first) with a cancel for the whole
+//   booking and one per part still booked (POST .../cancel, with {"parts": [field]} for a part).
 "use strict";
 
 const REFRESH_MS = 5000;
@@ -19,6 +21,8 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   catalogue: [], // the participants, as GET /v1/catalogue lists them
+  payments: [], // what can pay for a checkout (GET /v1/catalogue `payments`)
+  paymentShape: "",
   shape: "", // the offer keys the form was built for: a new shape rebuilds the form
   checkout: null, // the current checkout (201 / GET answer)
   skewMs: 0, // server clock minus this clock
@@ -182,6 +186,7 @@ function buildCatalogue(participants) {
       const avail = el("span", { className: "available", id: availId });
       paintAvailable(avail, offer.available);
       row.append(avail);
+      if (offer.price) row.append(el("span", { className: "price", text: formatMoney(offer.price) }));
       if (participant.list_field) {
         const qtyId = `${id}-qty`;
         const kept = picks.get(key);
@@ -206,6 +211,70 @@ function buildCatalogue(participants) {
     }
     root.append(fieldset);
   });
+}
+
+// ---- money --------------------------------------------------------------------------------------------------
+
+// Amounts are integer minor units of an ISO 4217 currency: the currency says how many decimals.
+function formatMoney(money) {
+  if (!money) return "";
+  try {
+    const format = new Intl.NumberFormat(undefined, { style: "currency", currency: money.currency });
+    const digits = format.resolvedOptions().maximumFractionDigits;
+    return format.format(money.amount / 10 ** digits);
+  } catch (error) {
+    return `${money.amount} ${money.currency} (minor units)`;
+  }
+}
+
+// The catalogue's `payments`: a checkbox each; a checked one adds its field to the checkout body.
+function paintPayments(payments) {
+  const shape = JSON.stringify(payments.map((p) => [p.field, p.request]));
+  if (shape === state.paymentShape) return;
+  state.paymentShape = shape;
+  const root = $("payments");
+  root.replaceChildren();
+  payments.forEach((payment, i) => {
+    const id = `pay-${i}`;
+    root.append(el("div", { className: "payment" },
+      el("input", { type: "checkbox", id, className: "pay", "data-index": String(i) }),
+      el("label", { for: id, text: `Pay now with ${payment.title.toLowerCase()} (${payment.name})` })));
+  });
+}
+
+function paymentParts() {
+  const parts = {};
+  for (const box of document.querySelectorAll("#payments input.pay")) {
+    const payment = (state.payments || [])[Number(box.dataset.index)];
+    if (box.checked && payment) parts[payment.field] = payment.request;
+  }
+  return parts;
+}
+
+async function refreshWallet() {
+  const payment = (state.payments || []).find((p) => p.account);
+  const customer = $("customer-id").value.trim();
+  if (!payment || !customer) {
+    $("wallet").textContent = "";
+    return;
+  }
+  const path = payment.account.replace(/\{[^}]+\}/, encodeURIComponent(customer));
+  let answer;
+  try {
+    answer = await call("GET", path);
+  } catch (error) {
+    return;
+  }
+  if (answer.status === 200) {
+    const w = answer.body;
+    const money = (amount) => formatMoney({ amount, currency: w.currency });
+    $("wallet").textContent = `Travel credit: ${money(w.available)} available of ${money(w.balance)} ` +
+      `(${money(w.authorized)} authorized for held checkouts, ${money(w.captured)} paid).`;
+  } else if (answer.status === 404) {
+    $("wallet").textContent = "No travel credit for this customer (an operator funds it: PUT " + path + ").";
+  } else {
+    $("wallet").textContent = `The wallet could not be read (${describeStatus(answer)}).`;
+  }
 }
 
 function paintCatalogue(participants) {
@@ -238,7 +307,10 @@ async function refreshCatalogue() {
     return;
   }
   state.catalogue = answer.body.participants;
+  state.payments = answer.body.payments || [];
   paintCatalogue(state.catalogue);
+  paintPayments(state.payments);
+  refreshWallet();
   $("catalogue-status").textContent = state.catalogue.length
     ? "Availability is live: it refreshes every few seconds and after each action."
     : "The catalogue lists nothing to book.";
@@ -292,7 +364,7 @@ function selection() {
 }
 
 function baseBody() {
-  const body = { customer_id: $("customer-id").value.trim() };
+  const body = { customer_id: $("customer-id").value.trim(), ...paymentParts() };
   const hold = $("hold-seconds").value.trim();
   if (hold !== "") body.hold_seconds = Number(hold);
   return body;
@@ -383,7 +455,8 @@ function showShortages(unavailable, alternatives) {
     $("unavailable-block").hidden = false;
     for (const short of unavailable) {
       $("unavailable").append(el("li", {
-        text: `${short.resource}: you asked for ${short.requested}, ${short.available} available`,
+        text: short.reason ? `${short.resource}: ${short.reason}`
+          : `${short.resource}: you asked for ${short.requested}, ${short.available} available`,
       }));
     }
   }
@@ -419,6 +492,7 @@ function setBusy(busy) {
 
 function allowed(id) {
   if (id === "hold") return true;
+  if (id === "cancel") return Boolean(state.checkout && ["HELD", "CONFIRMED"].includes(state.checkout.status));
   return Boolean(state.checkout && state.checkout.status === "HELD");
 }
 
@@ -435,9 +509,16 @@ function showCheckout(checkout) {
   const holds = $("holds");
   holds.replaceChildren();
   for (const hold of checkout.holds || []) {
-    const lines = (hold.lines || []).map((line) => `${line.resource} × ${line.quantity}`).join(", ");
+    const lines = (hold.lines || []).map((line) => {
+      const priced = line.unit_price != null && line.currency
+        ? ` at ${formatMoney({ amount: line.unit_price, currency: line.currency })} = ` +
+          formatMoney({ amount: line.amount, currency: line.currency })
+        : "";
+      return `${line.resource} × ${line.quantity}${priced}`;
+    }).join(", ");
     holds.append(el("li", { text: `${hold.service}: ${hold.status}${lines ? " — " + lines : ""}` }));
   }
+  $("total").textContent = checkout.total ? formatMoney(checkout.total) : "—";
   tick();
   setBusy(state.busy);
 }
@@ -529,6 +610,7 @@ async function createCheckout(body) {
   } finally {
     setBusy(false);
     refreshCatalogue();
+    loadBookingsSoon();
   }
 }
 
@@ -553,7 +635,8 @@ async function act(verb) {
       showCheckout(answer.body);
       const words = {
         confirm: "CONFIRMED: the holds are now sales.",
-        cancel: `${answer.body.status}: nothing is held any more.`,
+        cancel: answer.body.status === "CANCELLED" ? "CANCELLED: nothing is held or sold any more."
+          : `${answer.body.status}: nothing is held any more.`,
         extend: "Extended: the timer restarts from the new expiry.",
       };
       say(answer.body.status === "CONFIRMED" || verb !== "confirm" ? "ok" : "bad", words[verb]);
@@ -566,6 +649,92 @@ async function act(verb) {
   } finally {
     setBusy(false);
     refreshCatalogue();
+    loadBookingsSoon();
+  }
+}
+
+// ---- my bookings -------------------------------------------------------------------------------------------
+
+const LIVE_PARTS = ["ACTIVE", "CONFIRMED"];
+
+function fieldOf(service) {
+  const participant = state.catalogue.find((p) => p.name === service);
+  return participant ? participant.field : service;
+}
+
+async function loadBookings() {
+  const customer = $("customer-id").value.trim();
+  const list = $("bookings");
+  if (!customer && !$("token").value.trim()) return;
+  const query = customer ? `?customer_id=${encodeURIComponent(customer)}&limit=20` : "?limit=20";
+  let answer;
+  try {
+    answer = await call("GET", "/v1/checkouts" + query, { retry: true });
+  } catch {
+    $("bookings-status").textContent = "No answer from the API: try again.";
+    return;
+  }
+  if (answer.status !== 200) {
+    $("bookings-status").textContent = (answer.body && answer.body.detail) || `HTTP ${answer.status}`;
+    return;
+  }
+  const checkouts = answer.body.checkouts || [];
+  $("bookings-status").textContent = checkouts.length ? `${checkouts.length} booking(s)` : "No bookings yet.";
+  list.replaceChildren();
+  for (const checkout of checkouts) {
+    const item = el("li", { className: "booking", "data-checkout-id": checkout.checkout_id });
+    item.append(el("strong", { className: "status " + checkout.status, text: checkout.status }), " ",
+      el("code", { text: checkout.checkout_id }));
+    const parts = el("ul", { className: "parts" });
+    const live = (checkout.holds || []).filter((hold) => LIVE_PARTS.includes(hold.status));
+    for (const hold of checkout.holds || []) {
+      const field = fieldOf(hold.service);
+      const lines = (hold.lines || []).map((line) => `${line.resource} × ${line.quantity}`).join(", ");
+      const part = el("li", { className: "part", "data-part": field, text: `${field}: ${hold.status} — ${lines} ` });
+      if (LIVE_PARTS.includes(hold.status) && live.length > 1) {
+        const button = el("button", { type: "button", className: "secondary", text: `Cancel ${field}` });
+        button.addEventListener("click", () => cancelBooking(checkout.checkout_id, field));
+        part.append(button);
+      }
+      parts.append(part);
+    }
+    item.append(parts);
+    if (live.length) {
+      const button = el("button", { type: "button", className: "secondary", text: "Cancel booking" });
+      button.addEventListener("click", () => cancelBooking(checkout.checkout_id, null));
+      item.append(button);
+    }
+    list.append(item);
+  }
+}
+
+// Now, and once more a moment later: a booking's record is written just after the checkout's answer.
+function loadBookingsSoon() {
+  loadBookings();
+  setTimeout(loadBookings, 1500);
+}
+
+async function cancelBooking(checkoutId, field) {
+  if (state.busy) return;
+  setBusy(true);
+  clearProblem();
+  try {
+    const options = { retry: true };
+    if (field) options.body = { parts: [field] };
+    const answer = await call("POST", `/v1/checkouts/${encodeURIComponent(checkoutId)}/cancel`, options);
+    if (answer.status === 200) {
+      if (state.checkout && state.checkout.checkout_id === checkoutId) showCheckout(answer.body);
+      say("ok", field ? `${field} cancelled: the booking is ${answer.body.status}.`
+        : `${answer.body.status}: the booking is cancelled.`);
+    } else {
+      showProblem(answer, `/cancel`);
+    }
+  } catch (error) {
+    say("bad", "No answer from the API.", `${error.message}. Refresh your bookings to see where they stand.`);
+  } finally {
+    setBusy(false);
+    refreshCatalogue();
+    loadBookingsSoon();
   }
 }
 
@@ -588,8 +757,11 @@ function start() {
     createCheckout({ ...baseBody(), ...parts });
   });
   for (const verb of ["confirm", "cancel", "extend"]) $(verb).addEventListener("click", () => act(verb));
+  $("customer-id").addEventListener("change", refreshWallet);
+  $("refresh-bookings").addEventListener("click", () => loadBookings());
   setBusy(false);
   refreshCatalogue();
+  loadBookings();
   setInterval(tick, 250);
   setInterval(() => {
     if (document.hidden) return;

@@ -1,0 +1,64 @@
+"""What each step of the whole booking costs alone: the real checkout (local placement) at one level with exactly
+one step changed, against the plain real checkout measured in the same run right before and right after them
+(both runs pooled: their checkouts over their summed time, their answer times together).
+
+The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
+a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
+the relay to a local receiver) and the wallet's payment (an authorization after the holds, on priced inventory).
+Each is a ratio, checkouts/s and p50, with the step over without it; informational, no target: the whole booking
+(bench/scenarios/shapes.py, WHOLE_LOCAL) is the one held to the targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.results import Figure
+from bench.scenarios.shapes import STEP_LEVEL, STEP_PLAIN, STEP_PLAINS, STEPS, Level, ShapeRun
+
+SCENARIO = "steps"
+
+
+def _pooled(runs: dict[str, ShapeRun]) -> ShapeRun:
+    """The plain runs as one: every checkout over the time of both."""
+    levels = [runs[shape.key].at(STEP_LEVEL) for shape in STEP_PLAINS]
+    pooled = Level(STEP_LEVEL, sum(level.checkouts for level in levels), sum(level.seconds for level in levels),
+                   [answer for level in levels for answer in level.answers])
+    return ShapeRun(STEP_PLAIN, {STEP_LEVEL: pooled}, {})
+
+
+def _pairs(runs: dict[str, ShapeRun]) -> list[tuple[str, ShapeRun, ShapeRun]]:
+    plain = _pooled(runs)
+
+    def run(key: str) -> ShapeRun:
+        return plain if key == STEP_PLAIN.key else runs[key]
+
+    return [(step, run(with_it.key), run(without.key)) for step, with_it, without in STEPS]
+
+
+def figures(runs: dict[str, ShapeRun]) -> list[Figure]:
+    result = []
+    for step, with_it, without in _pairs(runs):
+        on, off = with_it.at(STEP_LEVEL), without.at(STEP_LEVEL)
+        result += [
+            Figure(SCENARIO, f"{step}: checkouts/s at c={STEP_LEVEL}", on.per_second, "/s",
+                   baseline=off.per_second, baseline_name="without it"),
+            Figure(SCENARIO, f"{step}: p50 at c={STEP_LEVEL}", on.latency_ms(50), "ms",
+                   baseline=off.latency_ms(50), baseline_name="without it"),
+        ]
+    return result
+
+
+def table(runs: dict[str, ShapeRun]) -> list[dict[str, Any]]:
+    """One row per step: with and without it, checkouts/s and p50, and their ratios (results.json, the report)."""
+    rows = []
+    for step, with_it, without in _pairs(runs):
+        on, off = with_it.at(STEP_LEVEL), without.at(STEP_LEVEL)
+        rows.append({"step": step, "with": _label(with_it), "without": _label(without),
+                     "per_second": [on.per_second, off.per_second], "p50_ms": [on.latency_ms(50), off.latency_ms(50)],
+                     "placed": [on.placed, off.placed], "checkouts": [on.checkouts, off.checkouts]})
+    return rows
+
+
+def _label(run: ShapeRun) -> str:
+    return "real, local (steps' baseline, first and last pooled)" if run.shape == STEP_PLAIN else run.shape.label

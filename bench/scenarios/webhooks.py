@@ -1,0 +1,211 @@
+"""Webhook delivery lag: from an event's commit to the receiver's 2xx, p50 and p99, under a steady checkout load.
+
+Writers append each checkout's events (HELD, then CONFIRMED) in transactions of their own, as the booking record's
+transaction does, at `rate` checkouts per second; a relay (services/events/relay.py, in this process) delivers them
+to a receiver in a process of its own that verifies each signature (standardwebhooks) and answers 204. The lag of
+an event is the relay's 2xx time minus the event's `recorded_at` (clock_timestamp() at its insert, just before the
+commit; same machine, same clock). Alongside: the append transaction's own time, against the same transaction
+without the append (a row written to a scratch table): what the outbox costs a record write.
+
+`booking-saga bench` runs it after the ledger scenario, at the rate its real checkouts reached. Run alone:
+`python -m bench.scenarios.webhooks [--rate 30] [--seconds 20]` (an embedded PostgreSQL). The booking record
+writes the outbox in every real shape; what delivering them costs a checkout (the relay beside the bench stack's
+workers, to this module's receiver) is the "webhooks and relay" step (bench/scenarios/steps.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.results import Figure
+from bench.stats import percentile
+from runtime.embedded import free_port, wait_for_port
+from services.db import create_engine
+from services.events import append, events_for
+from services.events.relay import Relay, RelayConfig
+
+SCENARIO = "webhooks"
+# Issue 27's target for the delivery lag's p99 (at the real checkouts' rate at c=5; the bench runs this scenario
+# at their rate at c=10, the higher load).
+DELIVERY_P99_TARGET_MS = 1000.0
+# How long the load runs, by bench size.
+SECONDS = {"tiny": 3.0, "small": 10.0, "full": 30.0}
+# How long the relay may take to end its rounds once asked to stop, before it is cancelled.
+STOP_SECONDS = 30.0
+SECRET = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789ab").decode()
+
+
+def _view(checkout_id: str, status: str, statuses: list[str]) -> dict[str, object]:
+    now = datetime.now(UTC).isoformat()
+    return {"checkout_id": checkout_id, "customer_id": "bench", "request_hash": "h", "status": status,
+            "expires_at": None, "unavailable": [], "alternatives": [], "error": None,
+            "holds": [{"hold_key": f"{checkout_id}:orders", "service": "orders", "status": "ACTIVE",
+                       "lines": [{"resource": "SKU-BENCH", "quantity": 1}]}],
+            "history": [{"status": s, "at": now} for s in statuses]}
+
+
+async def _timed(engine: AsyncEngine, previous: dict[str, object] | None, current: dict[str, object],
+                 with_events: bool) -> float:
+    started = time.perf_counter()
+    async with engine.begin() as conn:
+        # The record's own write, stood in for by a row in a scratch table.
+        await conn.execute(text("INSERT INTO bench_record (view) VALUES (CAST(:v AS jsonb))"),
+                           {"v": json.dumps(current)})
+        if with_events:
+            await append(conn, events_for(previous, current))
+    return time.perf_counter() - started
+
+
+def _start_receiver(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bench.scenarios.webhooks", "receive", str(port)],
+                            env=dict(os.environ))
+
+
+async def measure(
+    database_url: str, *, rate: float = 30.0, seconds: float = 20.0
+) -> tuple[list[Figure], dict[str, object]]:
+    engine = create_engine(database_url, pool_size=10)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hooks"
+    receiver = _start_receiver(port)
+    try:
+        wait_for_port(port)
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_record (id bigserial PRIMARY KEY, view jsonb)"))
+        relay = Relay(engine, RelayConfig(urls=(url,), secret=SECRET, poll_seconds=1.0))
+        recorded: dict[int, datetime] = {}
+        expected: set[int] = set()
+        all_in = asyncio.Event()
+
+        def delivered(_url: str, event_id: int) -> None:
+            recorded[event_id] = datetime.now(UTC)
+            if expected and expected <= recorded.keys():
+                all_in.set()
+
+        relay.on_delivered = delivered
+        running = asyncio.create_task(relay.run())
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        with_events: list[float] = []
+        without: list[float] = []
+
+        async def checkout(n: int) -> None:
+            cid = f"bench-{uuid.uuid4().hex[:12]}"
+            held = _view(cid, "HELD", ["PENDING", "HELD"])
+            confirmed = _view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
+            # Alternate: every other checkout writes no events, the baseline for the append's cost.
+            events = n % 2 == 0
+            times = with_events if events else without
+            times.append(await _timed(engine, None, held, events))
+            times.append(await _timed(engine, held, confirmed, events))
+
+        tasks = []
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < seconds:
+            tasks.append(asyncio.create_task(checkout(n)))
+            n += 1
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+        async with engine.connect() as conn:
+            written = [row[0] for row in await conn.execute(text(
+                "SELECT id FROM checkout.events WHERE checkout_id LIKE 'bench-%' AND recorded_at > now() - "
+                "make_interval(secs => :s)"), {"s": seconds + 60})]
+        expected.update(written)
+        if expected <= recorded.keys():
+            all_in.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 120)
+        # The relay's own stop (a flag its loops check each round). A cancel could be lost on Python 3.11, where
+        # asyncio.wait_for (the relay's wait for its next round) can swallow one, and left the run hanging.
+        relay.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(running), STOP_SECONDS)
+        except TimeoutError:
+            running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT id, recorded_at FROM checkout.events WHERE id = ANY(:ids)"),
+                                       {"ids": list(recorded)})).all()
+        lag = [(recorded[event_id] - at).total_seconds() * 1000 for event_id, at in rows]
+        missing = len(set(written) - set(recorded))
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        await engine.dispose()
+    p50_plain = percentile(without, 50) * 1000
+    details: dict[str, object] = {"rate_checkouts_per_second": rate, "seconds": seconds, "events": len(written),
+                                  "lag_ms": {f"p{p}": percentile(lag, p) for p in (50, 90, 99)}}
+    return [
+        Figure(SCENARIO, "delivery lag p50 (commit -> 2xx)", percentile(lag, 50), "ms"),
+        Figure(SCENARIO, "delivery lag p99 (commit -> 2xx)", percentile(lag, 99), "ms", target_kind="at_most",
+               target=DELIVERY_P99_TARGET_MS),
+        Figure(SCENARIO, "events delivered", float(len(lag)), "events"),
+        Figure(SCENARIO, "events not delivered", float(missing), "events", target_kind="at_most", target=0),
+        Figure(SCENARIO, "record write with its events p50", percentile(with_events, 50) * 1000, "ms",
+               baseline=p50_plain, baseline_name="the same write without events"),
+        Figure(SCENARIO, "record write with its events p99", percentile(with_events, 99) * 1000, "ms",
+               baseline=percentile(without, 99) * 1000, baseline_name="the same write without events"),
+    ], details
+
+
+def receive(port: int) -> None:
+    from standardwebhooks import Webhook
+
+    webhook = Webhook(SECRET)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            webhook.verify(body, dict(self.headers.items()), json_parse=False)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", nargs="?", default="measure", choices=("measure", "receive"))
+    parser.add_argument("port", nargs="?", type=int)
+    parser.add_argument("--rate", type=float, default=30.0, help="checkouts per second (two events each)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    if args.command == "receive":
+        receive(args.port)
+        return
+    from runtime.embedded import start_postgres
+    from services.migrate import reset
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = start_postgres(Path(directory) / "postgres", delete_on_stop=True)
+        try:
+            asyncio.run(reset(server.url))
+            figures, _details = asyncio.run(measure(server.url, rate=args.rate, seconds=args.seconds))
+        finally:
+            server.stop()
+    for figure in figures:
+        base = f"  (vs {figure.baseline:.2f} {figure.unit}: {figure.baseline_name})" if figure.baseline else ""
+        print(f"{figure.name}: {figure.value:.2f} {figure.unit}{base}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Delivery state on real PostgreSQL, statement by statement: the races the relay's loops cannot show on demand."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.events.deliveries import FAN_OUT, LOCK_ENDPOINT, Deliveries
+from services.events.outbox import DELIVERIES
+from tests.events.helpers import new_checkout_id, record_change, view
+
+
+async def _next_attempt(engine: AsyncEngine, endpoint_id: int, event_id: int) -> str:
+    async with engine.connect() as conn:
+        return str((await conn.execute(text(
+            f"SELECT next_attempt_at::text FROM {DELIVERIES} WHERE endpoint_id = :e AND event_id = :i"),
+            {"e": endpoint_id, "i": event_id})).scalar_one())
+
+
+async def _until_waiting(engine: AsyncEngine, statement: str) -> None:
+    for _ in range(500):
+        async with engine.connect() as conn:
+            waiting = (await conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :q"),
+                {"q": f"%{statement}%webhook_deliveries%"})).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no {statement} ever waited for a lock")
+
+
+async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine: AsyncEngine) -> None:
+    deliveries = Deliveries(engine)
+    url = f"http://127.0.0.1:1/{new_checkout_id()}"
+    endpoint_id = (await deliveries.register([url]))[url]
+    cid = new_checkout_id()
+    held = view(cid, "HELD")
+    (head,) = await record_change(engine, None, held)
+    assert await deliveries.fan_out(endpoint_id) >= 1
+    (leased,) = [item for item in await deliveries.lease(endpoint_id, "me", 100, 60) if item.event.id == head.id]
+    (behind,) = await record_change(engine, held, view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"]))
+    assert behind.id is not None
+    # A fan-out in flight: it has written the row behind the head (waiting, as the head is there) and not committed.
+    conn = await engine.connect()
+    try:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute("BEGIN")
+        cursor = await driver.fetchval(LOCK_ENDPOINT, endpoint_id)
+        await driver.fetchval(FAN_OUT, endpoint_id, cursor, 500)
+        # Meanwhile the head's 2xx is recorded: it must wait for the fan-out, then make the row behind due.
+        recording = asyncio.create_task(deliveries.delivered(leased, "me"))
+        await _until_waiting(engine, "DELETE FROM")
+        assert not recording.done()
+        await driver.execute("COMMIT")
+    finally:
+        await conn.close()
+    assert await recording
+    assert await _next_attempt(engine, endpoint_id, behind.id) != "infinity"
+    (next_one,) = await deliveries.lease(endpoint_id, "me", 100, 60)
+    assert next_one.event.id == behind.id
+
+
+async def test_unstick_makes_a_waiting_head_due(engine: AsyncEngine) -> None:
+    deliveries = Deliveries(engine)
+    url = f"http://127.0.0.1:1/{new_checkout_id()}"
+    endpoint_id = (await deliveries.register([url]))[url]
+    (event,) = await record_change(engine, None, view(new_checkout_id(), "HELD"))
+    await deliveries.fan_out(endpoint_id)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {DELIVERIES} SET next_attempt_at = 'infinity' WHERE endpoint_id = :e"),
+                           {"e": endpoint_id})
+    assert await deliveries.lease(endpoint_id, "me", 100, 60) == []
+    assert await deliveries.unstick([endpoint_id]) == 1
+    assert [item.event.id for item in await deliveries.lease(endpoint_id, "me", 100, 60)] == [event.id]
