@@ -67,8 +67,12 @@ def start_dev(data_dir: Path, **extra: str) -> tuple[subprocess.Popen[bytes], De
         TEMPORAL_UI_PORT=str(free_port()),
         EMBEDDED_REDIS_PORT=str(free_port()),
         OPERATOR_TOKEN=token,
-        **extra,
+        # The test and every page it opens share one address here, so the per-address rate limit would count them
+        # all as one caller and refuse the next test's reads (a real storefront's customers have addresses of
+        # their own). The page's answer to a rate-limited 429 is tested by injecting one (test_storefront.py).
+        RATE_LIMIT="1000",
     )
+    env.update(extra)
     url = f"http://127.0.0.1:{api_port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "booking_saga.cli", "dev"], env=env, stdin=subprocess.DEVNULL, cwd=REPO

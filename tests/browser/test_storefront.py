@@ -2,12 +2,13 @@
 
 A person books, sees the countdown, confirms and sees availability drop; a sold-out request shows alternatives
 and one click books one; a short hold left alone ends EXPIRED (the server's timer decides, the page polls);
-a request that gets no answer, or a 503, is sent again with the same Idempotency-Key. Waits are generous
-upper bounds for outcomes, never timings.
+a request that gets no answer, a 503 or a rate-limited 429 is sent again with the same Idempotency-Key. Waits are
+generous upper bounds for outcomes, never timings.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from api.problems import TYPE_BASE
 from tests.browser.conftest import ACTIVE_CHECKOUTS_MAX, DevStack, keep_screenshot
 from tests.browser.store import KEY, WAIT, available, expect, hold, item_label, offer, open_store
 
@@ -109,7 +111,7 @@ def test_a_short_hold_left_alone_shows_expired(dev_stack: DevStack, page: Page) 
     expect(page.get_by_role("button", name="Confirm")).to_be_disabled()
 
 
-@pytest.mark.parametrize("fault", ["no answer", "503"])
+@pytest.mark.parametrize("fault", ["no answer", "503", "rate limited"])
 def test_a_retry_reuses_the_idempotency_key(dev_stack: DevStack, page: Page, fault: str) -> None:
     keys: list[str] = []
 
@@ -121,6 +123,10 @@ def test_a_retry_reuses_the_idempotency_key(dev_stack: DevStack, page: Page, fau
             route.fulfill(status=503, headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
                           body='{"type": "about:blank", "title": "Service temporarily unavailable", "status": 503, '
                                '"detail": "injected by the test"}')
+        elif fault == "rate limited":  # as api/guard.py answers it, before any route
+            route.fulfill(status=429, headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
+                          body=json.dumps({"type": TYPE_BASE + "rate-limited", "title": "Too many requests",
+                                           "status": 429, "detail": "injected by the test"}))
         else:
             route.abort("connectionreset")
 

@@ -72,6 +72,7 @@ async function readBody(response) {
 
 // One request; `retry` sends it again, unchanged (same Idempotency-Key), when no answer came or the answer was a
 // 503. Only for requests that are safe to repeat: a keyed create, a read, confirm and cancel (both repeatable).
+// A rate-limited 429 is sent again whatever `retry` says (see below).
 async function call(method, path, { body = undefined, key = null, auth = true, retry = false, onAttempt } = {}) {
   for (let attempt = 1; ; attempt++) {
     if (onAttempt) onAttempt(attempt);
@@ -93,8 +94,20 @@ async function call(method, path, { body = undefined, key = null, auth = true, r
       await sleep(backoff(attempt, response.headers.get("Retry-After")));
       continue;
     }
-    return { status: response.status, body: await readBody(response), attempts: attempt };
+    const answer = { status: response.status, body: await readBody(response), attempts: attempt };
+    // Refused by the rate limit before any route ran: nothing happened, so sending it again after Retry-After is
+    // safe for every request, an extension included (a hold-limit 429 is an answer, never retried).
+    if (rateLimited(answer) && attempt < MAX_ATTEMPTS) {
+      await sleep(backoff(attempt, response.headers.get("Retry-After")));
+      continue;
+    }
+    return answer;
   }
+}
+
+function rateLimited(answer) {
+  const type = answer.body && typeof answer.body.type === "string" ? answer.body.type : "";
+  return answer.status === 429 && type.endsWith("/rate-limited");
 }
 
 function backoff(attempt, retryAfter) {
@@ -405,6 +418,8 @@ function showProblem(answer, action) {
     const status = body.checkout_status ? ` (the checkout is ${body.checkout_status})` : "";
     say("bad", `${body.title || "Conflict"}${status}.`, detail);
     if (body.checkout_id && state.checkout && body.checkout_id === state.checkout.checkout_id) reloadCheckout();
+  } else if (rateLimited(answer)) {
+    say("warn", "Too many requests: the API asks this page to slow down.", `${detail} Try again in a moment.`.trim());
   } else if (answer.status === 429) {
     say("warn", "Too many holds for this customer.", holdLimitWords(body));
   } else if (answer.status === 422 || answer.status === 400) {
