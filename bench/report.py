@@ -70,12 +70,17 @@ def shape_rows(shapes: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def shapes_text(shapes: dict[str, Any]) -> str:
-    table = [SHAPE_COLUMNS, *shape_rows(shapes)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(SHAPE_COLUMNS))]
+def _text(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A plain-text table, columns padded to their widest cell."""
+    table = [columns, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def shapes_text(shapes: dict[str, Any]) -> str:
+    return _text(SHAPE_COLUMNS, shape_rows(shapes))
 
 
 def shapes_markdown(shapes: dict[str, Any]) -> str:
@@ -84,22 +89,61 @@ def shapes_markdown(shapes: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-STEP_COLUMNS = ("step", "with it", "without it", "rate", "p50")
+STEP_COLUMNS = ("step", "with it", "without it", "rate", "p50", "CPU per checkout")
+
+
+def _cpu_total(cpu: dict[str, float]) -> float:
+    return float(cpu.get("total", math.nan))
 
 
 def step_rows(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """One row per step of the whole booking (results.json's "steps" / "table"): with it, without it, ratios."""
-    return [(row["step"], f'{number(row["per_second"][0], "/s")}, p50 {number(row["p50_ms"][0], "ms")}',
-             f'{number(row["per_second"][1], "/s")}, p50 {number(row["p50_ms"][1], "ms")}',
-             _ratio(*row["per_second"]), _ratio(*row["p50_ms"])) for row in rows]
+    result: list[tuple[str, ...]] = []
+    for row in rows:
+        on, off = (_cpu_total(cpu) for cpu in row.get("cpu_ms_per_checkout", [{}, {}]))
+        cpu = "-" if math.isnan(on) or math.isnan(off) else f"{on:.1f} / {off:.1f} ms ({_ratio(on, off)})"
+        result.append((row["step"], f'{number(row["per_second"][0], "/s")}, p50 {number(row["p50_ms"][0], "ms")}',
+                       f'{number(row["per_second"][1], "/s")}, p50 {number(row["p50_ms"][1], "ms")}',
+                       _ratio(*row["per_second"]), _ratio(*row["p50_ms"]), cpu))
+    return result
+
+
+# The processes of the CPU table, in the order of a checkout's path; "bench" (the load generator) is left out.
+CPU_PROCESSES = ("api", "workers", "temporal", "postgres", "redis", "relay", "receiver")
+
+
+def cpu_columns() -> tuple[str, ...]:
+    return ("shape", "c", *CPU_PROCESSES, "total", "total vs best floor")
+
+
+def cpu_rows(shapes: dict[str, Any]) -> list[tuple[str, ...]]:
+    """CPU milliseconds per placed checkout, per process, for every shape and level whose CPU was metered."""
+    best = shapes[FLOOR_LOCAL.key]["levels"]
+    rows: list[tuple[str, ...]] = []
+    for run in shapes.values():
+        for level, measured in run["levels"].items():
+            cpu = measured.get("cpu_ms_per_checkout") or {}
+            if not cpu:
+                continue
+            floor = _cpu_total(best[level].get("cpu_ms_per_checkout") or {})
+            rows.append((run["label"], level, *(f"{cpu[name]:.1f}" if name in cpu else "-" for name in CPU_PROCESSES),
+                         f'{cpu["total"]:.1f}', _ratio(cpu["total"], floor)))
+    return rows
+
+
+def cpu_text(shapes: dict[str, Any]) -> str:
+    return _text(cpu_columns(), cpu_rows(shapes))
+
+
+def cpu_markdown(shapes: dict[str, Any]) -> str:
+    columns = cpu_columns()
+    lines = ["| " + " | ".join(row) + " |" for row in [columns, *cpu_rows(shapes)]]
+    lines.insert(1, "|" + "---|" * len(columns))
+    return "\n".join(lines)
 
 
 def steps_text(rows: list[dict[str, Any]]) -> str:
-    table = [STEP_COLUMNS, *step_rows(rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(STEP_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return _text(STEP_COLUMNS, step_rows(rows))
 
 
 def steps_markdown(rows: list[dict[str, Any]]) -> str:
@@ -136,6 +180,12 @@ restarted with `PARTICIPANT_PLACEMENTS` between the placements.
 Every shape at every concurrency level (closed loop: `c` checkouts in flight, each three holds):
 
 {shapes_markdown(shapes)}
+
+CPU milliseconds per placed checkout while each level's clock ran, per process (PostgreSQL with its backends; the
+relay and the webhook receiver only where webhooks are on), and their total against the best floor's: on a machine
+whose cores a level fills, the rate follows the total.
+
+{cpu_markdown(shapes)}
 {step_section}
 ![benchmark chart](bench-chart.png)
 

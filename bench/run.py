@@ -56,8 +56,17 @@ def log(message: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def _pids(stack: BenchStack, names: tuple[str, ...] = ("api", "workers", "temporal", "redis")) -> dict[str, int]:
+# Every process of the system under test; PostgreSQL is metered with its backends (bench/cpu.py).
+SYSTEM = ("api", "workers", "temporal", "postgres", "redis", "relay", "receiver")
+
+
+def _pids(stack: BenchStack, names: tuple[str, ...] = SYSTEM) -> dict[str, int]:
     return {name: process.pid for name in names if (process := stack.process(name)) is not None}
+
+
+def _meter(stack: BenchStack) -> cpu.Meter:
+    """The CPU of the system's processes running now (the relay and the receiver only in shapes with webhooks)."""
+    return cpu.Meter(_pids(stack), trees=("postgres",))
 
 
 class Hooks:
@@ -121,8 +130,8 @@ async def _start_shape(stack: BenchStack, api: BenchApi, hooks: Hooks, size: Siz
 
 async def _measure(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size, out: Path,
                    shape: Shape, cpu_seconds: dict[str, float], levels: tuple[int, ...] | None = None) -> ShapeRun:
-    with _profiled(stack, out, shape), cpu.busy(_pids(stack), cpu_seconds):
-        run = await shapes.measure(api, client, size, shape, levels=levels)
+    with _profiled(stack, out, shape), cpu.busy(_pids(stack), cpu_seconds, trees=("postgres",)):
+        run = await shapes.measure(api, client, size, shape, levels=levels, meter=lambda: _meter(stack))
     if shape.webhooks:
         run.webhooks_delivered = await hooks.wait_delivered(run.placed)
     return run
@@ -194,7 +203,7 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     pids = _pids(stack, ("api", "workers"))
     sale_cpu: dict[str, float] = {}
     saga_rate = real_local.at(max(real_local.levels)).per_second
-    with profiling.sampling(pids, out, "flash-sale"), cpu.busy(_pids(stack), sale_cpu):
+    with profiling.sampling(pids, out, "flash-sale"), cpu.busy(_pids(stack), sale_cpu, trees=("postgres",)):
         sale_figures, details["flash sale"] = await flash_sale.run(
             api, client, stack.settings.checkout_id_secret, size, saga_per_second=saga_rate
         )
@@ -247,6 +256,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(text_table(figures))
     print()
     print(report.shapes_text(details["floor vs real"]["shapes"]))
+    print()
+    print(report.cpu_text(details["floor vs real"]["shapes"]))
     print()
     print(report.steps_text(details["steps"]["table"]))
     print(f"\n{len(figures)} figures in {seconds:.0f}s; written to {out}/results.json, chart.png, "

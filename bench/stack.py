@@ -80,6 +80,9 @@ class BenchStack(Stack):
         self.children.start(name, args, self.env())
 
     def process(self, name: str) -> psutil.Process | None:
+        if name == "postgres":  # embedded: the postmaster (bench/cpu.py counts its backends with it)
+            pid = self.postgres.pid() if self.postgres is not None else None
+            return psutil.Process(pid) if pid is not None else None
         for child_name, child in self.children.started:
             if child_name == name and child.poll() is None:
                 return psutil.Process(child.pid)

@@ -23,6 +23,11 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self._server.cleanup()  # type: ignore[attr-defined]
 
+    def pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children), or None when it is not running."""
+        pid = self._server.get_pid()  # type: ignore[attr-defined]
+        return int(pid) if pid is not None else None
+
 
 def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) a PostgreSQL server whose data lives in `data_dir`; it listens on a unix socket only."""

@@ -18,13 +18,15 @@ level, beside the plain real checkout measured again in the same place (bench/sc
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.api_client import Answer, BenchApi, Inventory, run_bounded
+from bench.cpu import Meter
 from bench.http import HttpClient
 from bench.sizes import Size
 from bench.stats import per_second, percentile
@@ -108,6 +110,9 @@ class Level:
     checkouts: int
     seconds: float
     answers: list[Answer]
+    # CPU seconds per process while the level's clock ran (bench/cpu.py): PostgreSQL with its backends, the relay
+    # and the receiver when they run, and "bench", the load generator itself (left out of the total).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def placed(self) -> int:
@@ -127,6 +132,14 @@ class Level:
         """Percentile of the placed checkouts' answer times (POST until its 201), in ms."""
         return percentile([a.seconds * 1000 for a in self.answers if a.status == 201], pct)
 
+    def cpu_ms_per_checkout(self) -> dict[str, float]:
+        """CPU milliseconds per placed checkout, per process and in all (`total`: every process but the bench's)."""
+        if not self.cpu_seconds or not self.placed:
+            return {}
+        ms = {name: round(1000 * seconds / self.placed, 2) for name, seconds in self.cpu_seconds.items()}
+        ms["total"] = round(sum(value for name, value in ms.items() if name != "bench"), 2)
+        return ms
+
     def details(self) -> dict[str, Any]:
         return {
             "checkouts": self.checkouts,
@@ -136,6 +149,7 @@ class Level:
             "not_placed": {str(a.status): a.body.get("detail", "") for a in self.answers if a.status != 201},
             "per_second": self.per_second,
             **{f"p{p}_ms": self.latency_ms(p) for p in PERCENTILES},
+            "cpu_ms_per_checkout": self.cpu_ms_per_checkout(),
         }
 
 
@@ -191,9 +205,10 @@ async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
 
 
 async def measure(api: BenchApi, client: Client, size: Size, shape: Shape, *,
-                  levels: tuple[int, ...] | None = None) -> ShapeRun:
+                  levels: tuple[int, ...] | None = None, meter: Callable[[], Meter] | None = None) -> ShapeRun:
     """Each level in turn (`levels`, else every one of the size), lowest concurrency first, closed loop, on
-    inventory of its own; a paid shape's customers get their wallets before the level's clock starts."""
+    inventory of its own; a paid shape's customers get their wallets before the level's clock starts. `meter`:
+    the processes whose CPU is counted while each level's clock runs (none when None)."""
     measured: dict[int, Level] = {}
     wallets: list[tuple[str, Answer]] = []
     for concurrency, checkouts in size.levels.items():
@@ -210,9 +225,14 @@ async def measure(api: BenchApi, client: Client, size: Size, shape: Shape, *,
                 return await api.checkout(http, inventory.basket(customers[index], paid=shape.paid),
                                           api.unique("key"))
 
+            cpu = meter() if meter is not None else None
+            if cpu is not None:
+                cpu.start()
             started = time.perf_counter()
             answers = await run_bounded(checkouts, concurrency, one)
-            measured[concurrency] = Level(concurrency, checkouts, time.perf_counter() - started, answers)
+            seconds = time.perf_counter() - started
+            measured[concurrency] = Level(concurrency, checkouts, seconds, answers,
+                                          cpu.stop() if cpu is not None else {})
             wallets += list(zip(customers, answers, strict=True))
     placed = [a.body["checkout_id"] for level in measured.values() for a in level.answers if a.status == 201]
     history = await history_steps(client, placed[-1]) if placed else {}

@@ -5,8 +5,10 @@ one step changed, against the plain real checkout measured in the same run right
 The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
 the relay to a local receiver) and the wallet's payment (an authorization after the holds, on priced inventory).
-Each is a ratio, checkouts/s and p50, with the step over without it; informational, no target: the whole booking
-(bench/scenarios/shapes.py, WHOLE_LOCAL) is the one held to the targets.
+Each is a ratio, checkouts/s, p50 and CPU per checkout (every process of the system summed: bench/cpu.py), with
+the step over without it; on a machine whose cores the run fills, the CPU is the steadiest of the three.
+Informational, no target: the whole booking (bench/scenarios/shapes.py, WHOLE_LOCAL) is the one held to the
+targets.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ SCENARIO = "steps"
 def _pooled(runs: dict[str, ShapeRun]) -> ShapeRun:
     """The plain runs as one: every checkout over the time of both."""
     levels = [runs[shape.key].at(STEP_LEVEL) for shape in STEP_PLAINS]
+    cpu: dict[str, float] = {}
+    for level in levels:
+        for name, seconds in level.cpu_seconds.items():
+            cpu[name] = cpu.get(name, 0.0) + seconds
     pooled = Level(STEP_LEVEL, sum(level.checkouts for level in levels), sum(level.seconds for level in levels),
-                   [answer for level in levels for answer in level.answers])
+                   [answer for level in levels for answer in level.answers], cpu)
     return ShapeRun(STEP_PLAIN, {STEP_LEVEL: pooled}, {})
 
 
@@ -46,6 +52,9 @@ def figures(runs: dict[str, ShapeRun]) -> list[Figure]:
             Figure(SCENARIO, f"{step}: p50 at c={STEP_LEVEL}", on.latency_ms(50), "ms",
                    baseline=off.latency_ms(50), baseline_name="without it"),
         ]
+        if on.cpu_seconds and off.cpu_seconds:
+            result.append(Figure(SCENARIO, f"{step}: CPU per checkout at c={STEP_LEVEL}", _cpu_total(on), "ms",
+                                 baseline=_cpu_total(off), baseline_name="without it"))
     return result
 
 
@@ -56,8 +65,13 @@ def table(runs: dict[str, ShapeRun]) -> list[dict[str, Any]]:
         on, off = with_it.at(STEP_LEVEL), without.at(STEP_LEVEL)
         rows.append({"step": step, "with": _label(with_it), "without": _label(without),
                      "per_second": [on.per_second, off.per_second], "p50_ms": [on.latency_ms(50), off.latency_ms(50)],
-                     "placed": [on.placed, off.placed], "checkouts": [on.checkouts, off.checkouts]})
+                     "placed": [on.placed, off.placed], "checkouts": [on.checkouts, off.checkouts],
+                     "cpu_ms_per_checkout": [on.cpu_ms_per_checkout(), off.cpu_ms_per_checkout()]})
     return rows
+
+
+def _cpu_total(level: Level) -> float:
+    return level.cpu_ms_per_checkout().get("total", float("nan"))
 
 
 def _label(run: ShapeRun) -> str:

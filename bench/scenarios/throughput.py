@@ -4,7 +4,8 @@ The targets compare the whole booking (the real checkout in the local placement 
 bench/scenarios/shapes.py, WHOLE_LOCAL) with the no-op floor of that same (best) shape at c=5 and c=10.
 Informational: the plain real checkout (local) against the same floor, each placement's real checkout against the
 other's, and the remote shape's floor against the local one's, which says what the shape itself costs before any
-ledger runs.
+ledger runs. Beside the rates, the CPU per checkout of the whole booking and of the plain real checkout (every
+process of the system summed) against the floor's: once a level fills the cores, the rate ratio follows it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def figures(floor_remote: ShapeRun, floor_local: ShapeRun, real_remote: ShapeRun
                    floor_remote.at(concurrency).per_second, "/s", baseline=floor_local.at(concurrency).per_second,
                    baseline_name=BEST_FLOOR)
         )
+    for concurrency in TARGET_LEVELS:  # what bounds the rate once the cores are full (bench/cpu.py)
+        for label, run in (("whole booking", whole), ("real", real_local)):
+            used, floor = run.at(concurrency).cpu_ms_per_checkout(), floor_local.at(concurrency).cpu_ms_per_checkout()
+            if used and floor:
+                result.append(Figure(SCENARIO, f"{label} (local) CPU per checkout at c={concurrency}", used["total"],
+                                     "ms", baseline=floor["total"], baseline_name=BEST_FLOOR))
     not_placed = sum(run.checkouts - run.placed for run in (floor_remote, floor_local, real_remote, real_local, whole))
     result.append(Figure(SCENARIO, "checkouts not placed (all five shapes)", not_placed, "", target_kind="equals",
                          target=0))

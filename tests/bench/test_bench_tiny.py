@@ -62,6 +62,13 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
             assert steps["activity_tasks"] == 0 and steps["local_activities"] >= 3, (shape.key, steps)
         for concurrency, level in run["levels"].items():
             assert level["placed"] == tiny.levels[int(concurrency)], (shape.key, concurrency, level["not_placed"])
+            # CPU metered while the level's clock ran, PostgreSQL's backends included; the relay and the receiver
+            # only where webhooks are on.
+            cpu = level["cpu_ms_per_checkout"]
+            assert all(cpu[name] > 0 for name in ("api", "workers", "temporal", "postgres")), (shape.key, cpu)
+            assert ("relay" in cpu and "receiver" in cpu) == shape.webhooks, (shape.key, cpu)
+            assert cpu["total"] == pytest.approx(sum(v for name, v in cpu.items() if name not in ("total", "bench")),
+                                                 abs=0.05)
     assert next(f for f in figures if f["name"].startswith("checkouts not placed"))["value"] == 0
 
     # The whole booking: every checkout placed and paid (a wallet hold in its answer, and its customer's wallet
@@ -80,6 +87,7 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         assert run["placed"] == run["checkouts"] == tiny.levels[STEP_LEVEL], (key, run["levels"])
     assert [row["step"] for row in steps["table"]] == [step for step, _, _ in STEPS]
     assert all(value > 0 for row in steps["table"] for value in row["per_second"]), steps["table"]
+    assert all(cpu["total"] > 0 for row in steps["table"] for cpu in row["cpu_ms_per_checkout"]), steps["table"]
     assert steps["runs"]["step_wallet"]["wallets_authorized"] == tiny.levels[STEP_LEVEL]
     assert steps["runs"]["step_webhooks"]["webhooks_delivered"] > 0
 
