@@ -207,7 +207,7 @@ async def admit(
             state.metrics.fast_path_rejections.inc()
             raise not_placed(view)
         await check_resources_exist(state.services, request, state.known_resources)
-        await check_prices(state.services, request, attempt.rows)
+        await check_prices(state.services, request, attempt.rows, state.prices)
         client = state.temporal.require()
         fresh = await claim(state, attempt)
         # A key used before whose checkout has settled answers from its record, the checkout's last answer: never

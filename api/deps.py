@@ -11,7 +11,7 @@ from temporalio.converter import PayloadCodec
 
 from api.fast_path import SharedLookups, shared_alternatives, shared_reads
 from api.metrics import Metrics
-from api.precheck import KnownResources
+from api.precheck import KnownResources, SharedPrices
 from api.temporal_link import TemporalLink
 from services.bookings.records import BookingRecords
 from services.cache import AvailabilityCache
@@ -59,6 +59,8 @@ class AppState:
     cache_reads: SharedLookups[tuple[str, tuple[str, ...]], dict[str, int] | None] = field(
         default_factory=shared_reads
     )
+    # The checkouts' price checks (api/precheck.py), shared for PRICE_CHECK_SECONDS; None: each reads its own.
+    prices: SharedPrices | None = None
 
 
 # Dependencies are `async def` although they do not await: FastAPI runs a plain `def` dependency in a thread

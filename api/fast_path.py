@@ -87,6 +87,10 @@ class SharedLookups(Generic[K, V]):
             self._entries[key] = entry
         return await asyncio.shield(entry[1])
 
+    def forget(self, key: K) -> None:
+        """The next asker of `key` looks it up afresh (askers of the lookup under way still share it)."""
+        self._entries.pop(key, None)
+
     def _settled(self, key: K, task: asyncio.Task[V]) -> None:
         failed = task.cancelled() or task.exception() is not None
         if (failed or self.ttl_seconds <= 0) and (entry := self._entries.get(key)) is not None and entry[1] is task:

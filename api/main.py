@@ -15,6 +15,7 @@ from api.guard import RequestGuard
 from api.identity import install_identity
 from api.metrics import Metrics
 from api.openapi import DESCRIPTION, TAGS, install_openapi
+from api.precheck import shared_prices
 from api.problems import install_problem_handlers
 from api.rate_limit import RateLimiter
 from api.routes import availability, catalogue, checkouts, codec, demo, events, health, operators
@@ -84,7 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    app.state.booking = AppState(settings=settings, metrics=Metrics(), temporal=TemporalLink(settings))
+    app.state.booking = AppState(
+        settings=settings, metrics=Metrics(), temporal=TemporalLink(settings),
+        prices=shared_prices(settings.price_check_seconds) if settings.price_check_seconds > 0 else None,
+    )
     install_identity(app, settings)
     install_problem_handlers(app)
     install_openapi(app)

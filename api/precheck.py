@@ -1,9 +1,13 @@
 """Refuse a checkout naming something that does not exist (422) before starting a saga: each participant says
-what of its part is unknown (InventoryService.unknown).
+what of its part is unknown (InventoryService.unknown). Refuse one whose lines are priced in two currencies, or a
+paid one with an unpriced line (422), from the rows' prices.
 
 A typo should not cost a workflow, and "unknown" is a clearer answer than a 409 with nothing available.
 What the prechecks do not decide (a room type not on sale those nights, anything short) is left to the saga,
-where the ledger decides under its locks.
+where the ledger decides under its locks. The prices a check reads may be shared with other checkouts of the same
+rows for PRICE_CHECK_SECONDS (`SharedPrices`): a check that would pass is as good on prices that old, since the
+saga holds (and a payment authorizes) the prices the ledger has then; one that would refuse reads them afresh
+first, so an operator's new price is never refused on an old reading.
 """
 
 from __future__ import annotations
@@ -11,11 +15,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from api.fast_path import SharedLookups
 from api.ledger_errors import ledger_problems
 from api.problems import ProblemError
 from services.registry import AnyParticipant, AnyService
-from services.types import Frozen
+from services.types import Frozen, Price
 from workflows.models import CheckoutRequest
+
+# Prices per (participant, rows), shared by concurrent and recent checkouts of the same rows.
+SharedPrices = SharedLookups[tuple[str, tuple[str, ...]], dict[str, Price | None]]
+
+
+def shared_prices(seconds: float) -> SharedPrices:
+    return SharedLookups(ttl_seconds=seconds)
 
 
 class KnownResources:
@@ -61,12 +73,14 @@ def _unprocessable(kind: str, title: str, detail: str, location: str) -> Problem
 
 
 async def check_prices(
-    services: dict[str, AnyService], request: CheckoutRequest, derived: Mapping[str, Mapping[str, int]] | None = None
+    services: dict[str, AnyService], request: CheckoutRequest, derived: Mapping[str, Mapping[str, int]] | None = None,
+    shared: SharedPrices | None = None,
 ) -> None:
     """One currency per checkout, and a price on every line of a paid checkout (a part whose participant
     `requires_prices`): 422 otherwise, before any saga. A single-row checkout without such a part cannot break
     either rule and costs nothing here. What changes after this look (an operator re-prices meanwhile) is the
-    saga's: the hold lines record the prices the ledger had, and a payment declines a total it cannot take."""
+    saga's: the hold lines record the prices the ledger had, and a payment declines a total it cannot take.
+    `shared`: prices other checkouts read lately may answer (see the module); a refusal is always read afresh."""
     parts = request.parts()
     paid = [p for p, _ in parts if p.requires_prices]
     # `derived`: the rows per participant as the checkout's attempt derived them (api/admission.py); else here.
@@ -79,7 +93,27 @@ async def check_prices(
         raise _unprocessable("nothing-to-pay", "Nothing to pay for", detail, f"body.{paid[0].field}")
     if not services or (not paid and sum(len(rows) for _, rows in wanted) <= 1):
         return
-    found = await asyncio.gather(*(services[p.name].prices(rows) for p, rows in wanted))
+
+    async def read(participant: AnyParticipant, rows: list[str]) -> dict[str, Price | None]:
+        if shared is None:
+            return await services[participant.name].prices(rows)
+        return await shared.get((participant.name, tuple(rows)), lambda: services[participant.name].prices(rows))
+
+    found = await asyncio.gather(*(read(p, rows) for p, rows in wanted))
+    try:
+        _check_found(wanted, found, paid)
+    except ProblemError:
+        if shared is None:
+            raise
+        # Read afresh before refusing; the fresh reading is the one shared from now on.
+        for participant, rows in wanted:
+            shared.forget((participant.name, tuple(rows)))
+        _check_found(wanted, await asyncio.gather(*(read(p, rows) for p, rows in wanted)), paid)
+
+
+def _check_found(
+    wanted: list[tuple[AnyParticipant, list[str]]], found: list[dict[str, Price | None]], paid: list[AnyParticipant]
+) -> None:
     currencies: dict[str, str] = {}
     unpriced: list[tuple[str, str]] = []
     for (participant, rows), prices in zip(wanted, found, strict=True):

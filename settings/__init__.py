@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     # Connections of the anonymous reads' own pool (catalogue, availability): a flood of reads waits for these and
     # never for the checkouts' connections.
     read_pool_size: int = Field(default=3, gt=0)
+    # How long a checkout's price check (one currency, every line of a paid checkout priced) may use prices read
+    # for another checkout of the same rows; 0 reads them for every checkout. A refusal is always read afresh, and
+    # the saga holds the prices the ledger has when it holds, whatever the check read (api/precheck.py).
+    price_check_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -48,6 +48,8 @@ class Shape:
     rate_limit: bool = False
     webhooks: bool = False
     paid: bool = False
+    # Settings a cut's run turns back (its "without it"), over everything above: (variable, value) pairs.
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def placements(self) -> dict[str, str]:
@@ -80,6 +82,8 @@ STEP_RUNS = (
     Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
     Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
     Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
+    Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
+          env=(("PRICE_CHECK_SECONDS", "0"),)),
     STEP_PLAIN,
 )
 STEPS = (
@@ -87,6 +91,8 @@ STEPS = (
     ("rate limiter", STEP_RUNS[2], STEP_PLAIN),
     ("webhooks and relay", STEP_RUNS[3], STEP_PLAIN),
     ("wallet payment", STEP_RUNS[4], STEP_PLAIN),
+    # A cut on the real path, measured the same way: the plain checkout (with it) against a run without it.
+    ("cut: price check shared", STEP_PLAIN, STEP_RUNS[5]),
 )
 # Far above any rate a bench caller reaches: every request from the bench is one caller (one address, no customer
 # token), so a limit it could reach would answer 429s and measure the refusals; this one counts every request in
@@ -101,6 +107,7 @@ def shape_env(shape: Shape, webhook_url: str, webhook_secret: str) -> dict[str, 
         env.update(PAYLOAD_KEYS="", PAYLOAD_KEY_ID="")
     if shape.webhooks:
         env.update(WEBHOOK_URLS=webhook_url, WEBHOOK_SECRET=webhook_secret)
+    env.update(shape.env)
     return env
 
 
@@ -182,6 +189,7 @@ class ShapeRun:
             "noop": self.shape.noop,
             "steps": {"codec": self.shape.codec, "rate_limit": self.shape.rate_limit,
                       "webhooks": self.shape.webhooks, "paid": self.shape.paid},
+            "env": dict(self.shape.env),
             "wallets_authorized": self.wallets_authorized,
             "webhooks_delivered": self.webhooks_delivered,
             "checkouts": self.checkouts,

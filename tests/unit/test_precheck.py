@@ -1,4 +1,5 @@
-"""The precheck looks up each checkout part once it has seen it exist, and every time while it is unknown."""
+"""The precheck looks up each checkout part once it has seen it exist, and every time while it is unknown; the
+price check shares a reading between checkouts of the same rows, and reads afresh before it refuses."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from api.precheck import KnownResources, check_resources_exist
+from api.precheck import KnownResources, check_prices, check_resources_exist, shared_prices
 from api.problems import ProblemError
 from services.flight.schemas import FlightRequest
 from services.orders.schemas import ItemLine, ItemsRequest
 from services.registry import participant
+from services.types import Price
 from workflows.models import CheckoutRequest
 
 
@@ -72,3 +74,62 @@ async def test_an_unknown_seat_class_of_a_known_flight_is_refused() -> None:
     with pytest.raises(ProblemError) as refused:
         await check_resources_exist(services, checkout("SKU-1", seat_class="first"), known)
     assert refused.value.status == 422 and "BA1/first" in refused.value.detail
+
+
+class PriceList:
+    """Stands in for the orders service's `prices` lookup, counting reads; `prices` is what the ledger has now."""
+
+    def __init__(self, prices: dict[str, Price | None]) -> None:
+        self.prices = prices
+        self.reads = 0
+
+    async def prices_of(self, resources: list[str]) -> dict[str, Price | None]:
+        self.reads += 1
+        return {resource: self.prices[resource] for resource in resources if resource in self.prices}
+
+
+def paid_items(*skus: str) -> CheckoutRequest:
+    items = participant("orders").to_request([ItemLine(sku=sku, quantity=1).model_dump() for sku in skus])
+    return CheckoutRequest.model_validate({"customer_id": "cust-1", "items": items, "payment": {"method": "wallet"}})
+
+
+EUR = Price(amount=100, currency="EUR")
+
+
+def price_list(prices: dict[str, Price | None]) -> tuple[PriceList, dict[str, Any]]:
+    found = PriceList(prices)
+    service = type("Orders", (), {"prices": staticmethod(found.prices_of)})()
+    return found, {"orders": service}
+
+
+async def test_checkouts_of_the_same_rows_share_one_price_reading() -> None:
+    found, services = price_list({"SKU-1": EUR, "SKU-2": EUR})
+    request = paid_items("SKU-1", "SKU-2")
+    shared = shared_prices(60.0)
+    for _ in range(3):
+        await check_prices(services, request, shared=shared)
+    assert found.reads == 1
+    for _ in range(2):  # without sharing (PRICE_CHECK_SECONDS=0): a reading per checkout
+        await check_prices(services, request)
+    assert found.reads == 3
+
+
+async def test_a_refusal_is_read_afresh_so_a_line_priced_meanwhile_passes() -> None:
+    found, services = price_list({"SKU-1": EUR, "SKU-2": None})
+    request = paid_items("SKU-1", "SKU-2")
+    shared = shared_prices(60.0)
+    with pytest.raises(ProblemError) as refused:
+        await check_prices(services, request, shared=shared)
+    assert refused.value.kind == "unpriced-line" and "SKU-2" in refused.value.detail
+    assert found.reads == 2  # the shared reading refused, so it was read again: still unpriced
+
+    found.prices["SKU-2"] = EUR  # the operator prices the line; the shared reading still says unpriced
+    await check_prices(services, request, shared=shared)
+    assert found.reads == 3
+
+    found.prices["SKU-2"] = Price(amount=100, currency="USD")
+    await check_prices(services, request, shared=shared)  # an older reading that passes is used as it is
+    assert found.reads == 3
+    with pytest.raises(ProblemError) as mixed:  # read for this checkout alone: refused at once
+        await check_prices(services, request)
+    assert mixed.value.kind == "mixed-currencies"
