@@ -60,15 +60,21 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
             assert steps["activity_tasks"] >= 3, (shape.key, steps)
         else:
             assert steps["activity_tasks"] == 0 and steps["local_activities"] >= 3, (shape.key, steps)
+        spent: dict[str, float] = {}
         for concurrency, level in run["levels"].items():
             assert level["placed"] == tiny.levels[int(concurrency)], (shape.key, concurrency, level["not_placed"])
-            # CPU metered while the level's clock ran, PostgreSQL's backends included; the relay and the receiver
-            # only where webhooks are on.
+            # CPU metered while the level's clock ran; the relay and the receiver only where webhooks are on.
             cpu = level["cpu_ms_per_checkout"]
-            assert all(cpu[name] > 0 for name in ("api", "workers", "temporal", "postgres")), (shape.key, cpu)
             assert ("relay" in cpu and "receiver" in cpu) == shape.webhooks, (shape.key, cpu)
             assert cpu["total"] == pytest.approx(sum(v for name, v in cpu.items() if name not in ("total", "bench")),
                                                  abs=0.05)
+            for name, value in cpu.items():
+                spent[name] = spent.get(name, 0.0) + value
+        # Summed over the levels, because a tiny level's few checkouts can fall between two clock ticks of one process.
+        # PostgreSQL's backends count only where the checkout touches the database: the floor's no-op holds never do,
+        # so its PostgreSQL may rightly read zero.
+        metered = ("api", "workers", "temporal") + (() if shape.noop else ("postgres",))
+        assert all(spent[name] > 0 for name in metered), (shape.key, spent)
     assert next(f for f in figures if f["name"].startswith("checkouts not placed"))["value"] == 0
 
     # The whole booking: every checkout placed and paid (a wallet hold in its answer, and its customer's wallet
