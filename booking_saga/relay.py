@@ -56,12 +56,14 @@ async def run_relay(settings: Settings) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from services.events.relay import Relay, RelayMetrics
+    from services.ledger.transaction import LOCK_TIMEOUT
 
     registry = CollectorRegistry(auto_describe=True)
     if settings.relay_metrics_port is not None:
         start_http_server(settings.relay_metrics_port, addr=settings.relay_metrics_host, registry=registry)
-    # A few connections: statements are short and no connection is held across a request.
-    engine = create_engine(settings.database_url, pool_size=4)
+    # A few connections: statements are short and no connection is held across a request. The relay's statements
+    # commit on their own (no BEGIN to set it in): each waits for a lock as long as a ledger transaction does.
+    engine = create_engine(settings.database_url, pool_size=4, server_settings={"lock_timeout": LOCK_TIMEOUT})
     relay = Relay(engine, relay_config(settings), RelayMetrics(registry))
     try:
         running = asyncio.create_task(relay.run())

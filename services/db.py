@@ -23,7 +23,8 @@ def async_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_pre_ping: bool = False
+    url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_pre_ping: bool = False,
+    server_settings: dict[str, str] | None = None,
 ) -> AsyncEngine:
     """The shared engine. No pre-ping by default: on asyncpg it costs three round trips (BEGIN, SELECT 1,
     ROLLBACK) every time a connection leaves the pool, about as much as a hold's own statements. A connection
@@ -33,14 +34,17 @@ def create_engine(
 
     No overflow by default: a burst waits for one of `pool_size` connections instead of opening more. Opening one
     costs PostgreSQL a backend process and the caller more CPU than its query, and PostgreSQL gets no faster
-    with more connections than it has cores."""
+    with more connections than it has cores.
+
+    `server_settings` are set on every connection of the pool (e.g. a process whose every statement commits on its
+    own and should still wait for a lock at most so long)."""
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=pool_pre_ping,
         # Prepared statements are cached per connection by asyncpg; that is what makes the ledger cheap.
-        connect_args={"server_settings": {"application_name": "booking-saga"}},
+        connect_args={"server_settings": {"application_name": "booking-saga", **(server_settings or {})}},
     )
 
 

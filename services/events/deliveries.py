@@ -2,8 +2,9 @@
 
 - **Fan-out.** Each endpoint has a `cursor`: the events up to it have their delivery rows. `fan_out` locks the
   endpoint's row (`FOR UPDATE SKIP LOCKED`: one replica at a time fans out, the others go on delivering), writes a
-  row per event above the cursor and moves the cursor, in one transaction. Event ids are in commit order
-  (services/events/outbox.py), so a cursor never passes an event that commits later. A new endpoint starts at the
+  row per event above the cursor and moves the cursor, in one statement (one round trip; a round with no new event
+  locks and writes nothing). Event ids are in commit order (services/events/outbox.py), so a cursor never passes
+  an event that commits later. A new endpoint starts at the
   newest event: it receives what happens from then on (the feed has the past).
 - **Per checkout, in order.** Only the head of a (endpoint, checkout) queue can be leased: the row with no older
   row of the same checkout on that endpoint. The next event of a checkout is sent only once the previous one got a
@@ -39,10 +40,15 @@ from services.ledger.transaction import driver_transaction, pooled_driver
 REGISTER = f"""INSERT INTO {ENDPOINTS} (url, cursor) SELECT unnest($1::text[]), (SELECT last_id FROM {COUNTER})
     ON CONFLICT (url) DO NOTHING"""
 ENDPOINT_IDS = f"SELECT id, url FROM {ENDPOINTS} WHERE url = ANY($1::text[])"
-LOCK_ENDPOINT = f"SELECT cursor FROM {ENDPOINTS} WHERE id = $1 FOR UPDATE SKIP LOCKED"
+# One statement, so one round trip and no transaction of its own. The endpoint's row is locked only when events
+# above its cursor have committed (the counter says so without a lock), so a round with nothing new writes nothing.
 FAN_OUT = f"""
-WITH picked AS (
-    SELECT id, checkout_id FROM {EVENTS} WHERE id > $2 ORDER BY id LIMIT $3
+WITH locked AS (
+    SELECT n.cursor FROM {ENDPOINTS} n
+    WHERE n.id = $1 AND n.cursor < (SELECT last_id FROM {COUNTER})
+    FOR UPDATE OF n SKIP LOCKED
+), picked AS (
+    SELECT id, checkout_id FROM {EVENTS} WHERE id > (SELECT cursor FROM locked) ORDER BY id LIMIT $2
 ), written AS (
     INSERT INTO {DELIVERIES} (endpoint_id, event_id, checkout_id, state, parked_at, last_error, next_attempt_at)
     SELECT $1, p.id, p.checkout_id,
@@ -58,9 +64,10 @@ WITH picked AS (
         ORDER BY d.event_id LIMIT 1
     ) b ON true
     ON CONFLICT DO NOTHING
+), moved AS (
+    UPDATE {ENDPOINTS} SET cursor = (SELECT max(id) FROM picked) WHERE id = $1 AND EXISTS (SELECT 1 FROM picked)
 )
-UPDATE {ENDPOINTS} SET cursor = (SELECT coalesce(max(id), $2) FROM picked) WHERE id = $1
-RETURNING (SELECT count(*) FROM picked)"""
+SELECT count(*) FROM picked"""
 LEASE = f"""
 WITH due AS (
     SELECT h.event_id FROM {DELIVERIES} h
@@ -77,13 +84,9 @@ FROM due, {EVENTS} e
 WHERE d.endpoint_id = $1 AND d.event_id = due.event_id AND e.id = due.event_id
 RETURNING e.id, e.type, e.checkout_id, e.customer_id, e.occurred_at, e.part, e.data::text, e.recorded_at,
     d.attempts"""
-DELIVERED = f"""DELETE FROM {DELIVERIES} WHERE endpoint_id = $1 AND event_id = $2 AND lease_owner = $3
-    AND attempts = $4 RETURNING checkout_id"""
-# A statement of its own, after DELIVERED: a fan-out that wrote a row behind the deleted one held it FOR SHARE, so
-# the DELETE waited for that fan-out's commit, and this statement's snapshot sees the row it wrote.
-PROMOTE = f"""UPDATE {DELIVERIES} SET next_attempt_at = now()
-    WHERE endpoint_id = $1 AND state = 'PENDING' AND next_attempt_at = 'infinity' AND event_id = (
-        SELECT min(d.event_id) FROM {DELIVERIES} d WHERE d.endpoint_id = $1 AND d.checkout_id = $2)"""
+# The row goes and its checkout's next row is made due: two statements, each with a snapshot of its own, in one
+# round trip (the function's migration, 0006_webhook_delivered, says why they must be two).
+DELIVERED = "SELECT checkout.webhook_delivered($1, $2, $3, $4)"
 # A row written while its checkout's head was being deleted can miss its promotion: found here, a while later.
 UNSTICK = f"""UPDATE {DELIVERIES} h SET next_attempt_at = now()
     WHERE h.endpoint_id = ANY($1::int[]) AND h.state = 'PENDING' AND h.next_attempt_at = 'infinity'
@@ -173,11 +176,8 @@ class Deliveries:
     async def fan_out(self, endpoint_id: int, batch: int = FAN_OUT_BATCH) -> int:
         """Write the delivery rows of up to `batch` new events; how many events were fanned out (0 also when
         another replica is fanning out this endpoint right now)."""
-        async with driver_transaction(self.engine) as db:
-            cursor = await db.fetchval(LOCK_ENDPOINT, endpoint_id)
-            if cursor is None:
-                return 0
-            return int(await db.fetchval(FAN_OUT, endpoint_id, cursor, batch))
+        async with pooled_driver(self.engine) as db:
+            return int(await db.fetchval(FAN_OUT, endpoint_id, batch))
 
     async def lease(self, endpoint_id: int, owner: str, limit: int, lease_seconds: float) -> list[Leased]:
         """Up to `limit` due heads of their checkouts' queues on this endpoint, leased to `owner`."""
@@ -189,10 +189,8 @@ class Deliveries:
     async def delivered(self, leased: Leased, owner: str) -> bool:
         """Record a 2xx: the row goes, and its checkout's next row is due. False when the lease had run out and
         been taken meanwhile."""
-        async with driver_transaction(self.engine) as db:
+        async with pooled_driver(self.engine) as db:
             checkout_id = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
-            if checkout_id is not None:
-                await db.execute(PROMOTE, leased.endpoint_id, checkout_id)
         return checkout_id is not None
 
     async def unstick(self, endpoint_ids: Sequence[int]) -> int:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from services.errors import Busy
-from services.events.deliveries import Deliveries, Leased
+from services.events.deliveries import FAN_OUT_BATCH, Deliveries, Leased
 from services.events.outbox import NOTIFY_CHANNEL
 from services.unavailable import describe, is_database_unavailable
 
@@ -164,7 +164,8 @@ class Relay:
                     wake.clear()
                     full = False
                     try:
-                        while await self.deliveries.fan_out(endpoint_id):
+                        # A full batch: more may be waiting behind it.
+                        while await self.deliveries.fan_out(endpoint_id) == FAN_OUT_BATCH:
                             pass
                         free = self.config.concurrency - len(in_flight)
                         if free > 0:
