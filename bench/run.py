@@ -236,6 +236,12 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     webhook_figures, details["webhooks"] = await webhooks.measure(
         stack.database_url, rate=saga_rate, seconds=webhooks.SECONDS[size.name])
     figures += webhook_figures
+    log("webhooks: the relay's one-round-trip statements against the former transactions, same load")
+    postgres = stack.process("postgres")
+    cut_figures, details["relay round trips"] = await webhooks.measure_round_trips(
+        stack.database_url, None if postgres is None else postgres.pid, rate=saga_rate,
+        seconds=webhooks.SECONDS[size.name])
+    figures += cut_figures
 
     rss_after = {name: stack.rss_mib(name) for name in ("api", "workers")}
     memory_figures, details["memory"] = memory.figures(rss_at_start, rss_after)

@@ -11,6 +11,9 @@ without the append (a row written to a scratch table): what the outbox costs a r
 `python -m bench.scenarios.webhooks [--rate 30] [--seconds 20]` (an embedded PostgreSQL). The booking record
 writes the outbox in every real shape; what delivering them costs a checkout (the relay beside the bench stack's
 workers, to this module's receiver) is the "webhooks and relay" step (bench/scenarios/steps.py).
+
+`measure_round_trips` runs the same load through relays on today's statements and on the former ones
+(bench/former_relay.py), in the same run: the cut that made each relay statement one round trip, measured.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,11 +38,14 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import cpu
+from bench.former_relay import FormerDeliveries
 from bench.results import Figure
 from bench.stats import percentile
 from runtime.embedded import free_port, wait_for_port
 from services.db import create_engine
 from services.events import append, events_for
+from services.events.deliveries import Deliveries
 from services.events.relay import Relay, RelayConfig
 
 SCENARIO = "webhooks"
@@ -77,9 +85,121 @@ def _start_receiver(port: int) -> subprocess.Popen[bytes]:
                             env=dict(os.environ))
 
 
+@dataclass
+class Delivery:
+    """One load through one relay: each event's lag, the append's times and the CPU spent until all were in."""
+
+    written: list[int]
+    lag_ms: list[float]
+    with_events: list[float]
+    without: list[float]
+    cpu_seconds: dict[str, float]
+    # Events written and never delivered.
+    missing: int
+
+
 async def measure(
     database_url: str, *, rate: float = 30.0, seconds: float = 20.0
 ) -> tuple[list[Figure], dict[str, object]]:
+    run = await deliver(database_url, rate=rate, seconds=seconds)
+    written, lag, with_events, without = run.written, run.lag_ms, run.with_events, run.without
+    p50_plain = percentile(without, 50) * 1000
+    details: dict[str, object] = {"rate_checkouts_per_second": rate, "seconds": seconds, "events": len(written),
+                                  "lag_ms": {f"p{p}": percentile(lag, p) for p in (50, 90, 99)}}
+    return [
+        Figure(SCENARIO, "delivery lag p50 (commit -> 2xx)", percentile(lag, 50), "ms"),
+        Figure(SCENARIO, "delivery lag p99 (commit -> 2xx)", percentile(lag, 99), "ms", target_kind="at_most",
+               target=DELIVERY_P99_TARGET_MS),
+        Figure(SCENARIO, "events delivered", float(len(lag)), "events"),
+        Figure(SCENARIO, "events not delivered", float(run.missing), "events", target_kind="at_most", target=0),
+        Figure(SCENARIO, "record write with its events p50", percentile(with_events, 50) * 1000, "ms",
+               baseline=p50_plain, baseline_name="the same write without events"),
+        Figure(SCENARIO, "record write with its events p99", percentile(with_events, 99) * 1000, "ms",
+               baseline=percentile(without, 99) * 1000, baseline_name="the same write without events"),
+    ], details
+
+
+async def measure_round_trips(
+    database_url: str, postgres_pid: int | None, *, rate: float = 30.0, seconds: float = 20.0
+) -> tuple[list[Figure], dict[str, object]]:
+    """The relay's one-round-trip statements against the former transactions (bench/former_relay.py), the same
+    load each, in the order today's, former, today's (the two of today's pooled, so a drift through the run
+    weighs on both sides alike). CPU per delivered event: the relay's (this process; the writers run in another)
+    and PostgreSQL's with its backends (the writers' statements included: the same in every arm)."""
+    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": []}
+    for name in ("one round trip", "former", "one round trip"):
+        kind = FormerDeliveries if name == "former" else Deliveries
+        arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
+                                        postgres_pid=postgres_pid, writers_apart=True))
+
+    def per_event(name: str, process: str) -> float:
+        runs = arms[name]
+        events = sum(len(run.lag_ms) for run in runs)
+        return sum(run.cpu_seconds.get(process, math.nan) for run in runs) * 1000 / max(events, 1)
+
+    def lag(name: str, p: int) -> float:
+        return percentile([ms for run in arms[name] for ms in run.lag_ms], p)
+
+    base = "the former transactions, same load"
+    figures = [
+        Figure(SCENARIO, "cut: relay CPU per event", per_event("one round trip", "bench"),
+               "ms", baseline=per_event("former", "bench"), baseline_name=base),
+        Figure(SCENARIO, "cut: PostgreSQL CPU per event", per_event("one round trip", "postgres"), "ms",
+               baseline=per_event("former", "postgres"), baseline_name=base),
+        Figure(SCENARIO, "cut: delivery lag p50 with one round trip", lag("one round trip", 50), "ms",
+               baseline=lag("former", 50), baseline_name=base),
+        Figure(SCENARIO, "cut: events not delivered", float(sum(run.missing for runs in arms.values()
+                                                                for run in runs)), "events",
+               target_kind="at_most", target=0),
+    ]
+    details: dict[str, object] = {
+        name: [{"events": len(run.lag_ms), "cpu_seconds": run.cpu_seconds,
+                "lag_ms": {f"p{p}": percentile(run.lag_ms, p) for p in (50, 99)}} for run in runs]
+        for name, runs in arms.items()
+    }
+    return figures, details
+
+
+async def _write(engine: AsyncEngine, rate: float, seconds: float, prefix: str) -> tuple[list[float], list[float]]:
+    """Checkouts at `rate` per second for `seconds`, each two record writes (HELD, then CONFIRMED); every other
+    checkout writes no events, the baseline for the append's cost. The writes' seconds, with events and without."""
+    with_events: list[float] = []
+    without: list[float] = []
+
+    async def checkout(n: int) -> None:
+        cid = f"{prefix}{uuid.uuid4().hex[:12]}"
+        held = _view(cid, "HELD", ["PENDING", "HELD"])
+        confirmed = _view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
+        events = n % 2 == 0
+        times = with_events if events else without
+        times.append(await _timed(engine, None, held, events))
+        times.append(await _timed(engine, held, confirmed, events))
+
+    tasks = []
+    started = time.perf_counter()
+    n = 0
+    while time.perf_counter() - started < seconds:
+        tasks.append(asyncio.create_task(checkout(n)))
+        n += 1
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
+    return with_events, without
+
+
+async def _write_apart(database_url: str, rate: float, seconds: float, prefix: str) -> None:
+    engine = create_engine(database_url, pool_size=10)
+    try:
+        print(json.dumps(await _write(engine, rate, seconds, prefix)))
+    finally:
+        await engine.dispose()
+
+
+async def deliver(
+    database_url: str, *, rate: float, seconds: float, deliveries: type[Deliveries] = Deliveries,
+    postgres_pid: int | None = None, writers_apart: bool = False,
+) -> Delivery:
+    """Write events at `rate` checkouts per second for `seconds` while a relay on `deliveries` delivers them
+    (the writers in this process, or with `writers_apart` in a process of their own)."""
     engine = create_engine(database_url, pool_size=10)
     port = free_port()
     url = f"http://127.0.0.1:{port}/hooks"
@@ -89,6 +209,7 @@ async def measure(
         async with engine.begin() as conn:
             await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_record (id bigserial PRIMARY KEY, view jsonb)"))
         relay = Relay(engine, RelayConfig(urls=(url,), secret=SECRET, poll_seconds=1.0))
+        relay.deliveries = deliveries(engine)
         recorded: dict[int, datetime] = {}
         expected: set[int] = set()
         all_in = asyncio.Event()
@@ -101,36 +222,32 @@ async def measure(
         relay.on_delivered = delivered
         running = asyncio.create_task(relay.run())
         await asyncio.wait_for(relay.ready.wait(), 30)
-        with_events: list[float] = []
-        without: list[float] = []
+        # This load's checkouts (an earlier load's events went to an endpoint of its own).
+        prefix = f"bench-{uuid.uuid4().hex[:6]}-"
 
-        async def checkout(n: int) -> None:
-            cid = f"bench-{uuid.uuid4().hex[:12]}"
-            held = _view(cid, "HELD", ["PENDING", "HELD"])
-            confirmed = _view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
-            # Alternate: every other checkout writes no events, the baseline for the append's cost.
-            events = n % 2 == 0
-            times = with_events if events else without
-            times.append(await _timed(engine, None, held, events))
-            times.append(await _timed(engine, held, confirmed, events))
-
-        tasks = []
-        started = time.perf_counter()
-        n = 0
-        while time.perf_counter() - started < seconds:
-            tasks.append(asyncio.create_task(checkout(n)))
-            n += 1
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
+        meter = cpu.Meter({} if postgres_pid is None else {"postgres": postgres_pid}, trees=("postgres",))
+        meter.start()
+        if writers_apart:
+            # The writers in a process of their own: this process's CPU is then the relay's alone.
+            writer = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.scenarios.webhooks", "write", "--database-url", database_url,
+                "--rate", str(rate), "--seconds", str(seconds), "--prefix", prefix,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            output, _ = await writer.communicate()
+            if writer.returncode != 0:
+                raise RuntimeError(f"the webhook scenario's writers failed (exit {writer.returncode})")
+            with_events, without = json.loads(output)
+        else:
+            with_events, without = await _write(engine, rate, seconds, prefix)
         async with engine.connect() as conn:
             written = [row[0] for row in await conn.execute(text(
-                "SELECT id FROM checkout.events WHERE checkout_id LIKE 'bench-%' AND recorded_at > now() - "
-                "make_interval(secs => :s)"), {"s": seconds + 60})]
+                "SELECT id FROM checkout.events WHERE checkout_id LIKE :p"), {"p": prefix + "%"})]
         expected.update(written)
         if expected <= recorded.keys():
             all_in.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 120)
+        cpu_seconds = meter.stop()
         # The relay's own stop (a flag its loops check each round). A cancel could be lost on Python 3.11, where
         # asyncio.wait_for (the relay's wait for its next round) can swallow one, and left the run hanging.
         relay.stop()
@@ -143,25 +260,11 @@ async def measure(
             rows = (await conn.execute(text("SELECT id, recorded_at FROM checkout.events WHERE id = ANY(:ids)"),
                                        {"ids": list(recorded)})).all()
         lag = [(recorded[event_id] - at).total_seconds() * 1000 for event_id, at in rows]
-        missing = len(set(written) - set(recorded))
     finally:
         receiver.terminate()
         receiver.wait(10)
         await engine.dispose()
-    p50_plain = percentile(without, 50) * 1000
-    details: dict[str, object] = {"rate_checkouts_per_second": rate, "seconds": seconds, "events": len(written),
-                                  "lag_ms": {f"p{p}": percentile(lag, p) for p in (50, 90, 99)}}
-    return [
-        Figure(SCENARIO, "delivery lag p50 (commit -> 2xx)", percentile(lag, 50), "ms"),
-        Figure(SCENARIO, "delivery lag p99 (commit -> 2xx)", percentile(lag, 99), "ms", target_kind="at_most",
-               target=DELIVERY_P99_TARGET_MS),
-        Figure(SCENARIO, "events delivered", float(len(lag)), "events"),
-        Figure(SCENARIO, "events not delivered", float(missing), "events", target_kind="at_most", target=0),
-        Figure(SCENARIO, "record write with its events p50", percentile(with_events, 50) * 1000, "ms",
-               baseline=p50_plain, baseline_name="the same write without events"),
-        Figure(SCENARIO, "record write with its events p99", percentile(with_events, 99) * 1000, "ms",
-               baseline=percentile(without, 99) * 1000, baseline_name="the same write without events"),
-    ], details
+    return Delivery(written, lag, with_events, without, cpu_seconds, len(set(written) - set(recorded)))
 
 
 def receive(port: int) -> None:
@@ -170,6 +273,9 @@ def receive(port: int) -> None:
     webhook = Webhook(SECRET)
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as a real endpoint's server does: with HTTP/1.0 every delivery cost the relay a new connection.
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             webhook.verify(body, dict(self.headers.items()), json_parse=False)
@@ -184,13 +290,18 @@ def receive(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", nargs="?", default="measure", choices=("measure", "receive"))
+    parser.add_argument("command", nargs="?", default="measure", choices=("measure", "receive", "write"))
     parser.add_argument("port", nargs="?", type=int)
     parser.add_argument("--rate", type=float, default=30.0, help="checkouts per second (two events each)")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--database-url", help="write: the database to write the events into")
+    parser.add_argument("--prefix", default="bench-", help="write: the checkouts' id prefix")
     args = parser.parse_args()
     if args.command == "receive":
         receive(args.port)
+        return
+    if args.command == "write":
+        asyncio.run(_write_apart(args.database_url, args.rate, args.seconds, args.prefix))
         return
     from runtime.embedded import start_postgres
     from services.migrate import reset

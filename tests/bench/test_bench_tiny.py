@@ -76,6 +76,14 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         metered = ("api", "workers", "temporal") + (() if shape.noop else ("postgres",))
         assert all(spent[name] > 0 for name in metered), (shape.key, spent)
     assert next(f for f in figures if f["name"].startswith("checkouts not placed"))["value"] == 0
+    # The relay's cut against its former statements, same load: every event of every arm delivered, CPU metered.
+    by_name = {f["name"]: f for f in figures}
+    assert by_name["cut: events not delivered"]["value"] == 0
+    for name in ("cut: relay CPU per event", "cut: PostgreSQL CPU per event"):
+        assert by_name[name]["value"] > 0 and by_name[name]["baseline"] > 0, by_name[name]
+    arms = results["scenarios"]["relay round trips"]
+    assert [len(arms["one round trip"]), len(arms["former"])] == [2, 1]
+    assert all(run["events"] > 0 for runs in arms.values() for run in runs)
 
     # The whole booking: every checkout placed and paid (a wallet hold in its answer, and its customer's wallet
     # authorizing exactly its total), and the relay delivered webhooks to the receiver.

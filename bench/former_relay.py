@@ -1,0 +1,67 @@
+"""The relay's statements before the cut that made each of them one round trip: kept as that cut's baseline only.
+
+Before, a relay round fanned out in a transaction (BEGIN, lock the endpoint's row, fan out, COMMIT: the endpoint's
+row locked and rewritten even with nothing new) and again until a fan-out found nothing, and a 2xx was recorded in
+a transaction of two statements (BEGIN, DELETE, promote the next row, COMMIT). The webhooks scenario
+(bench/scenarios/webhooks.py) runs the same load through a relay on these and on services/events/deliveries.py's,
+in the same run. Nothing outside bench/ uses this module.
+"""
+
+from __future__ import annotations
+
+from services.events.deliveries import Deliveries, Leased
+from services.events.outbox import DELIVERIES, ENDPOINTS, EVENTS
+from services.ledger.transaction import driver_transaction
+
+LOCK_ENDPOINT = f"SELECT cursor FROM {ENDPOINTS} WHERE id = $1 FOR UPDATE SKIP LOCKED"
+FAN_OUT = f"""
+WITH picked AS (
+    SELECT id, checkout_id FROM {EVENTS} WHERE id > $2 ORDER BY id LIMIT $3
+), written AS (
+    INSERT INTO {DELIVERIES} (endpoint_id, event_id, checkout_id, state, parked_at, last_error, next_attempt_at)
+    SELECT $1, p.id, p.checkout_id,
+           CASE WHEN b.event_id IS NULL THEN 'PENDING' ELSE 'PARKED' END,
+           CASE WHEN b.event_id IS NULL THEN NULL ELSE now() END,
+           CASE WHEN b.event_id IS NULL THEN NULL ELSE 'behind parked event ' || b.event_id END,
+           CASE WHEN EXISTS (SELECT 1 FROM {DELIVERIES} q WHERE q.endpoint_id = $1 AND q.checkout_id = p.checkout_id
+                             LIMIT 1 FOR SHARE)
+                THEN 'infinity'::timestamptz ELSE now() END
+    FROM picked p LEFT JOIN LATERAL (
+        SELECT d.event_id FROM {DELIVERIES} d
+        WHERE d.endpoint_id = $1 AND d.checkout_id = p.checkout_id AND d.state = 'PARKED'
+        ORDER BY d.event_id LIMIT 1
+    ) b ON true
+    ON CONFLICT DO NOTHING
+)
+UPDATE {ENDPOINTS} SET cursor = (SELECT coalesce(max(id), $2) FROM picked) WHERE id = $1
+RETURNING (SELECT count(*) FROM picked)"""
+DELIVERED = f"""DELETE FROM {DELIVERIES} WHERE endpoint_id = $1 AND event_id = $2 AND lease_owner = $3
+    AND attempts = $4 RETURNING checkout_id"""
+PROMOTE = f"""UPDATE {DELIVERIES} SET next_attempt_at = now()
+    WHERE endpoint_id = $1 AND state = 'PENDING' AND next_attempt_at = 'infinity' AND event_id = (
+        SELECT min(d.event_id) FROM {DELIVERIES} d WHERE d.endpoint_id = $1 AND d.checkout_id = $2)"""
+
+
+class FormerDeliveries(Deliveries):
+    """Deliveries with the former fan-out and 2xx statements (the lease and the rest are today's)."""
+
+    async def _fan_out_once(self, endpoint_id: int, batch: int) -> int:
+        async with driver_transaction(self.engine) as db:
+            cursor = await db.fetchval(LOCK_ENDPOINT, endpoint_id)
+            if cursor is None:
+                return 0
+            return int(await db.fetchval(FAN_OUT, endpoint_id, cursor, batch))
+
+    async def fan_out(self, endpoint_id: int, batch: int = 500) -> int:
+        # The former relay fanned out until a fan-out found nothing: one more transaction each round.
+        total = 0
+        while fanned := await self._fan_out_once(endpoint_id, batch):
+            total += fanned
+        return min(total, batch - 1)
+
+    async def delivered(self, leased: Leased, owner: str) -> bool:
+        async with driver_transaction(self.engine) as db:
+            checkout_id = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
+            if checkout_id is not None:
+                await db.execute(PROMOTE, leased.endpoint_id, checkout_id)
+        return checkout_id is not None
