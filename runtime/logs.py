@@ -100,7 +100,16 @@ def build_handler(log_format: LogFormat, stream: IO[str] | None = None) -> loggi
     return handler
 
 
+# Libraries that log every request they make at INFO (httpx: "HTTP Request: POST ... 204"). The relay makes one per
+# webhook delivered, and counts and logs the outcomes itself; at INFO these would be a line, and its formatting and
+# write, per delivery. They speak at WARNING and above, unless LOG_LEVEL is DEBUG.
+CHATTY_LIBRARIES = ("httpx", "httpcore")
+
+
 def configure_logging(settings: Settings) -> None:
     """The root logger of a booking-saga process. Like logging.basicConfig, a no-op when the root logger already
-    has handlers (e.g. under pytest's log capture)."""
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[build_handler(settings.log_format)])
+    has handlers (e.g. under pytest's log capture); the chatty libraries are quietened either way."""
+    level = logging.getLevelName(settings.log_level.upper())
+    logging.basicConfig(level=level, handlers=[build_handler(settings.log_format)])
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(level if level == logging.DEBUG else max(level, logging.WARNING))

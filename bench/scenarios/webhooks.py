@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -122,15 +123,24 @@ async def measure(
 async def measure_round_trips(
     database_url: str, postgres_pid: int | None, *, rate: float = 30.0, seconds: float = 20.0
 ) -> tuple[list[Figure], dict[str, object]]:
-    """The relay's one-round-trip statements against the former transactions (bench/former_relay.py), the same
-    load each, in the order today's, former, today's (the two of today's pooled, so a drift through the run
-    weighs on both sides alike). CPU per delivered event: the relay's (this process; the writers run in another)
-    and PostgreSQL's with its backends (the writers' statements included: the same in every arm)."""
-    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": []}
-    for name in ("one round trip", "former", "one round trip"):
+    """Two cuts of the relay, each against its former self, the same load each: the one-round-trip statements
+    against the former transactions (bench/former_relay.py), and httpx's log line per request (quietened by
+    runtime/logs.py) written again. In the order today's, former, logging, today's (the two of today's pooled, so
+    a drift through the run weighs on both sides alike). CPU per delivered event: the relay's (this process; the
+    writers run in another) and PostgreSQL's with its backends (the writers' statements included: the same in
+    every arm)."""
+    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "logging": []}
+    httpx_log = logging.getLogger("httpx")
+    for name in ("one round trip", "former", "logging", "one round trip"):
         kind = FormerDeliveries if name == "former" else Deliveries
-        arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
-                                        postgres_pid=postgres_pid, writers_apart=True))
+        quiet = httpx_log.level
+        if name == "logging":
+            httpx_log.setLevel(logging.INFO)
+        try:
+            arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
+                                            postgres_pid=postgres_pid, writers_apart=True))
+        finally:
+            httpx_log.setLevel(quiet)
 
     def per_event(name: str, process: str) -> float:
         runs = arms[name]
@@ -148,6 +158,8 @@ async def measure_round_trips(
                baseline=per_event("former", "postgres"), baseline_name=base),
         Figure(SCENARIO, "cut: delivery lag p50 with one round trip", lag("one round trip", 50), "ms",
                baseline=lag("former", 50), baseline_name=base),
+        Figure(SCENARIO, "cut: relay CPU per event, no log line per request", per_event("one round trip", "bench"),
+               "ms", baseline=per_event("logging", "bench"), baseline_name="httpx logging each request, same load"),
         Figure(SCENARIO, "cut: events not delivered", float(sum(run.missing for runs in arms.values()
                                                                 for run in runs)), "events",
                target_kind="at_most", target=0),

@@ -167,3 +167,17 @@ def test_configure_logging_installs_a_json_root_handler() -> None:
     finally:
         root.handlers = saved_handlers
         root.setLevel(saved_level)
+
+
+@pytest.mark.parametrize(("log_level", "expected"), [("info", logging.WARNING), ("warning", logging.WARNING),
+                                                     ("error", logging.ERROR), ("debug", logging.DEBUG)])
+def test_libraries_that_log_every_request_speak_at_warning_unless_debugging(log_level: str, expected: int) -> None:
+    # Under pytest the root logger has handlers already: configure_logging leaves them, and still quietens these.
+    saved = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    try:
+        configure_logging(Settings(log_level=log_level))
+        for name in ("httpx", "httpcore"):
+            assert logging.getLogger(name).getEffectiveLevel() == expected, name
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
