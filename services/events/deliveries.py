@@ -85,7 +85,8 @@ WHERE d.endpoint_id = $1 AND d.event_id = due.event_id AND e.id = due.event_id
 RETURNING e.id, e.type, e.checkout_id, e.customer_id, e.occurred_at, e.part, e.data::text, e.recorded_at,
     d.attempts"""
 # The row goes and its checkout's next row is made due: two statements, each with a snapshot of its own, in one
-# round trip (the function's migration, 0006_webhook_delivered, says why they must be two).
+# round trip (the function's migration, 0006_webhook_delivered, says why they must be two). NULL: not the caller's
+# row; else 1 when the checkout has a next event waiting on the endpoint, 0 when not.
 DELIVERED = "SELECT checkout.webhook_delivered($1, $2, $3, $4)"
 # A row written while its checkout's head was being deleted can miss its promotion: found here, a while later.
 UNSTICK = f"""UPDATE {DELIVERIES} h SET next_attempt_at = now()
@@ -142,6 +143,15 @@ class Leased:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A 2xx's outcome: recorded (the lease was still the caller's), and whether the checkout has a next event
+    waiting on the endpoint (due now, as a rule: the relay leases again at once)."""
+
+    recorded: bool
+    next_due: bool
+
+
+@dataclass(frozen=True)
 class Parked:
     url: str
     event_id: int
@@ -186,12 +196,12 @@ class Deliveries:
         leased = [Leased(endpoint_id, event_from_row(row[:8]), int(row[8]), row[7]) for row in rows]
         return sorted(leased, key=lambda item: item.event.id or 0)
 
-    async def delivered(self, leased: Leased, owner: str) -> bool:
-        """Record a 2xx: the row goes, and its checkout's next row is due. False when the lease had run out and
-        been taken meanwhile."""
+    async def delivered(self, leased: Leased, owner: str) -> Recorded:
+        """Record a 2xx: the row goes, and its checkout's next row is due. Not `recorded` when the lease had run
+        out and been taken meanwhile."""
         async with pooled_driver(self.engine) as db:
-            checkout_id = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
-        return checkout_id is not None
+            waiting = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
+        return Recorded(recorded=waiting is not None, next_due=bool(waiting))
 
     async def unstick(self, endpoint_ids: Sequence[int]) -> int:
         """Make due the heads left waiting behind a row that is gone (see UNSTICK); how many."""

@@ -5,7 +5,8 @@ in flight: a slow or dead endpoint fills only its own slots and never delays ano
 waits for a webhook (the saga only writes the outbox row). A round of the loop fans new events out to delivery
 rows, leases the due heads of the checkouts' queues and POSTs each (services/events/deliveries.py holds the rules
 that keep order per checkout and make several relays safe). It runs again when an event is committed (a NOTIFY on
-`booking_events`), when a delivery finishes, and every `poll_seconds` in any case.
+`booking_events`) and every `poll_seconds` in any case; a round that only leases (nothing new to fan out) runs when
+a delivery made its checkout's next event due, or freed a slot while more were waiting.
 
 A request: the event's JSON body; headers `webhook-id` (the event id), `webhook-timestamp`, `webhook-signature`
 made by the `standardwebhooks` library from `WEBHOOK_SECRET`. A 2xx answer within `timeout_seconds` is delivery;
@@ -107,7 +108,7 @@ class Relay:
         self.deliveries = Deliveries(engine)
         self.webhook = Webhook(config.secret)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wakes: list[asyncio.Event] = []
+        self._wakes: list[_Signal] = []
         # Set once the endpoints are registered: events committed from then on reach every endpoint.
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,8 +116,9 @@ class Relay:
         self.on_delivered: Callable[[str, int], None] | None = None
 
     def wake(self) -> None:
-        for wake in self._wakes:
-            wake.set()
+        """New events may have committed (a NOTIFY, a replay, an unstick, a stop): every endpoint fans out."""
+        for signal in self._wakes:
+            signal.new_events()
 
     def stop(self) -> None:
         """Ask `run` to end: each endpoint loop finishes its round (no statement is cut off), stops its requests
@@ -149,11 +151,19 @@ class Relay:
 
     async def _serve(self, url: str, endpoint_id: int) -> None:
         label = endpoint_label(url)
-        wake = asyncio.Event()
-        self._wakes.append(wake)
-        in_flight: set[asyncio.Task[None]] = set()
+        signal = _Signal()
+        self._wakes.append(signal)
+        in_flight: set[asyncio.Task[bool]] = set()
+        # Every slot was taken or filled by the last lease: more may be due, so any delivery ending leases again.
+        backlog = False
+
+        def finished(task: asyncio.Task[bool]) -> None:
+            in_flight.discard(task)
+            if backlog or (not task.cancelled() and task.exception() is None and task.result()):
+                signal.more_due()
+
         # The ones waiting for an answer (a stop drops those; the others are writing their outcome: let them).
-        posting: set[asyncio.Task[None]] = set()
+        posting: set[asyncio.Task[bool]] = set()
         lease_seconds = 2 * self.config.timeout_seconds + LEASE_MARGIN_SECONDS
         slots = self.config.concurrency
         limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots)
@@ -161,25 +171,26 @@ class Relay:
         async with httpx.AsyncClient(timeout=self.config.timeout_seconds, limits=limits) as client:
             try:
                 while not self._stopping.is_set():
-                    wake.clear()
-                    full = False
+                    signal.event.clear()
+                    fan_out, signal.news = signal.news, False
                     try:
-                        # A full batch: more may be waiting behind it.
-                        while await self.deliveries.fan_out(endpoint_id) == FAN_OUT_BATCH:
+                        # New events (or a poll): fan them out first; a full batch: more may be waiting behind it.
+                        while fan_out and await self.deliveries.fan_out(endpoint_id) == FAN_OUT_BATCH:
                             pass
                         free = self.config.concurrency - len(in_flight)
+                        backlog = free <= 0
                         if free > 0:
                             leased = await self.deliveries.lease(endpoint_id, self.owner, free, lease_seconds)
-                            full = len(leased) == free
+                            backlog = len(leased) == free
                             for item in leased:
                                 task = asyncio.create_task(self._deliver(client, url, label, item, posting))
                                 in_flight.add(task)
-                                task.add_done_callback(in_flight.discard)
-                                task.add_done_callback(lambda _done: wake.set())
+                                task.add_done_callback(finished)
                         if down:
                             down = False
                             log.info("relay: %s resumed, the database is available again", label)
                     except Exception as error:
+                        signal.news = True  # the next round starts over, fan-out included
                         if type(error) is Busy:  # a lock wait past lock_timeout: the next round tries again
                             log.info("relay: %s: database busy (%s); trying again", label, error)
                         elif not is_database_unavailable(error):
@@ -188,10 +199,12 @@ class Relay:
                             down = True
                             log.warning("relay: %s paused, the database is unavailable (%s)", label,
                                         describe(error))
-                    if full or self._stopping.is_set():
+                    if self._stopping.is_set():
                         continue
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
+                    try:
+                        await asyncio.wait_for(signal.event.wait(), self.config.poll_seconds)
+                    except TimeoutError:
+                        signal.news = True  # the poll: a full round, whatever a NOTIFY may have missed
             finally:
                 # Requests still waiting for an answer are dropped (an outcome being written is finished); then
                 # every lease this relay holds here is handed back.
@@ -214,8 +227,9 @@ class Relay:
         }
 
     async def _deliver(
-        self, client: httpx.AsyncClient, url: str, label: str, item: Leased, posting: set[asyncio.Task[None]]
-    ) -> None:
+        self, client: httpx.AsyncClient, url: str, label: str, item: Leased, posting: set[asyncio.Task[bool]]
+    ) -> bool:
+        """POST one event and record the outcome; True when that made the checkout's next event due."""
         event = item.event
         assert event.id is not None
         body = json.dumps(event.body(), separators=(",", ":")).encode()
@@ -234,25 +248,26 @@ class Relay:
             error = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
         finally:
             posting.discard(this)
-        await self._record(url, label, item, error)
+        return await self._record(url, label, item, error)
 
-    async def _record(self, url: str, label: str, item: Leased, error: str | None) -> None:
+    async def _record(self, url: str, label: str, item: Leased, error: str | None) -> bool:
         event = item.event
         assert event.id is not None
         try:
             if error is None:
-                if await self.deliveries.delivered(item, self.owner):
+                outcome = await self.deliveries.delivered(item, self.owner)
+                if outcome.recorded:
                     self.metrics.deliveries.labels(endpoint=label, outcome="delivered").inc()
                     lag = (datetime.now(UTC) - item.recorded_at).total_seconds()
                     self.metrics.lag.labels(endpoint=label).observe(max(lag, 0.0))
                     if self.on_delivered is not None:
                         self.on_delivered(url, event.id)
-                return
+                return outcome.next_due
             parked = await self.deliveries.failed(item, self.owner, error, self.config.backoff(item.attempt),
                                                   self.config.retry_hours * 3600)
         except Exception as problem:  # the lease runs out and the event goes again: at least once
             log.warning("relay: %s: event %d: could not record the outcome (%s)", label, event.id, describe(problem))
-            return
+            return False
         if parked:
             self.metrics.deliveries.labels(endpoint=label, outcome="parked").inc()
             log.error("relay: %s: event %d parked after %d attempts (%s); with it %d later event(s) of checkout %s",
@@ -260,6 +275,8 @@ class Relay:
         else:
             self.metrics.deliveries.labels(endpoint=label, outcome="failed").inc()
             log.info("relay: %s: event %d attempt %d failed: %s", label, event.id, item.attempt, error)
+        # Nothing new is due for it now: a retry's time comes with a poll.
+        return False
 
     async def _listen(self) -> None:
         """Wake the endpoint loops on each commit's NOTIFY; the loops poll anyway, so a lost connection only
@@ -309,6 +326,25 @@ class Relay:
             except Exception as error:
                 log.debug("relay: no delivery stats (%s)", describe(error))
             await asyncio.sleep(STATS_EVERY_SECONDS)
+
+
+class _Signal:
+    """What wakes an endpoint's loop: new events (its next round fans out, then leases) or a delivery that left
+    more due (a lease alone: nothing was committed, and a fan-out would find nothing)."""
+
+    __slots__ = ("event", "news")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        # The first round fans out.
+        self.news = True
+
+    def new_events(self) -> None:
+        self.news = True
+        self.event.set()
+
+    def more_due(self) -> None:
+        self.event.set()
 
 
 def _set(event: asyncio.Event, *_args: object) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.events.deliveries import FAN_OUT, Deliveries
+from services.events.deliveries import FAN_OUT, Deliveries, Recorded
 from services.events.outbox import DELIVERIES, ENDPOINTS
 from tests.events.helpers import new_checkout_id, record_change, view
 
@@ -56,7 +56,8 @@ async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine
         await driver.execute("COMMIT")
     finally:
         await conn.close()
-    assert await recording
+    # Recorded, and the relay told that the checkout's next event is due (so it leases again at once).
+    assert await recording == Recorded(recorded=True, next_due=True)
     assert await _next_attempt(engine, endpoint_id, behind.id) != "infinity"
     (next_one,) = await deliveries.lease(endpoint_id, "me", 100, 60)
     assert next_one.event.id == behind.id
@@ -96,3 +97,25 @@ async def test_a_fan_out_with_nothing_new_locks_and_writes_nothing(engine: Async
     assert await deliveries.fan_out(endpoint_id) == 0
     assert await endpoint_row() == moved
     assert [item.event.id for item in await deliveries.lease(endpoint_id, "me", 100, 60)] == [event.id]
+
+
+async def test_a_2xx_recorded_says_whether_it_made_an_event_due(engine: AsyncEngine) -> None:
+    deliveries = Deliveries(engine)
+    url = f"http://127.0.0.1:1/{new_checkout_id()}"
+    endpoint_id = (await deliveries.register([url]))[url]
+    cid = new_checkout_id()
+    held = view(cid, "HELD")
+    (first,) = await record_change(engine, None, held)
+    (second,) = await record_change(engine, held, view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"]))
+    (alone,) = await record_change(engine, None, view(new_checkout_id(), "HELD"))
+    await deliveries.fan_out(endpoint_id)
+    leased = {item.event.id: item for item in await deliveries.lease(endpoint_id, "me", 100, 60)}
+    # Only heads are leased: the checkout's second event waits behind its first.
+    assert set(leased) == {first.id, alone.id}
+    assert await deliveries.delivered(leased[alone.id], "me") == Recorded(recorded=True, next_due=False)
+    assert await deliveries.delivered(leased[first.id], "me") == Recorded(recorded=True, next_due=True)
+    (then,) = await deliveries.lease(endpoint_id, "me", 100, 60)
+    assert then.event.id == second.id
+    # A lease that is no longer the caller's (taken by another relay) records nothing.
+    assert await deliveries.delivered(then, "someone else") == Recorded(recorded=False, next_due=False)
+    assert await deliveries.delivered(then, "me") == Recorded(recorded=True, next_due=False)
