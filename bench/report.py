@@ -156,7 +156,7 @@ def markdown(size: str, machine: dict[str, Any], figures: list[Figure], shapes: 
              seconds: float, steps: dict[str, Any] | None = None) -> str:
     step_section = "" if steps is None else f"""
 Each step of the whole booking alone, at c={steps["level"]} (the real checkout, local placement, with exactly one
-step changed, beside the plain real checkout measured right after them):
+step changed, beside the plain real checkout measured right before and right after it, the two pooled):
 
 {steps_markdown(steps["table"])}
 """

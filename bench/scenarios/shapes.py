@@ -68,32 +68,44 @@ WHOLE_LOCAL = Shape("whole_local", "whole booking, local placement", "local", no
 # booking (the one held to the targets) right after the best floor, then the plain real checkout, whose API the
 # per-step runs and the scenarios after them reuse.
 SHAPES = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, WHOLE_LOCAL, REAL_LOCAL)
-# Each step of the whole booking alone, at STEP_LEVEL: (step, the run with it, the run without it). The codec is
-# on in the plain checkout, so its pair is the plain run against one with the codec off. The plain real checkout
-# is measured first and last (the last also leaves the API and workers as the later scenarios expect them), and
-# the steps are held against both runs pooled, so a drift across the step runs weighs on neither side alone.
+# Each step of the whole booking alone, at STEP_LEVEL: (step, the run with it, the run without it), where STEP_PLAIN
+# stands for the plain real checkout. The codec is on in the plain checkout, so its pair is the plain run against
+# one with the codec off. The plain real checkout runs before the first step's run and after each one (the last
+# also leaves the API and workers as the later scenarios expect them), and each step is held against the two plain
+# runs either side of it, pooled: a drift through the run weighs on both sides of a step alike, and a step is
+# never held against a plain run measured minutes away from it.
 STEP_LEVEL = 5
-STEP_PLAIN_FIRST = Shape("step_plain_first", "real, local (steps' baseline, first)", "local", noop=False)
-STEP_PLAIN = Shape("step_plain", "real, local (steps' baseline, last)", "local", noop=False)
-STEP_PLAINS = (STEP_PLAIN_FIRST, STEP_PLAIN)
-STEP_RUNS = (
-    STEP_PLAIN_FIRST,
+STEP_PLAIN = Shape("step_plain", "real, local (the steps' baseline)", "local", noop=False)
+STEP_VARIANTS = (
     Shape("step_no_codec", "real, local, codec off", "local", noop=False, codec=False),
     Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
     Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
     Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
     Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
           env=(("PRICE_CHECK_SECONDS", "0"),)),
-    STEP_PLAIN,
 )
+# The plain runs: number n runs right before STEP_VARIANTS[n] (and the last after the last variant).
+STEP_PLAINS = tuple(Shape(f"step_plain_{n}", f"real, local (the steps' baseline, run {n + 1})", "local", noop=False)
+                    for n in range(len(STEP_VARIANTS) + 1))
+# Measurement order: plain, variant, plain, variant, ..., plain.
+STEP_RUNS = (*(run for plain, variant in zip(STEP_PLAINS, STEP_VARIANTS, strict=False) for run in (plain, variant)),
+             STEP_PLAINS[-1])
 STEPS = (
-    ("payload codec", STEP_PLAIN, STEP_RUNS[1]),
-    ("rate limiter", STEP_RUNS[2], STEP_PLAIN),
-    ("webhooks and relay", STEP_RUNS[3], STEP_PLAIN),
-    ("wallet payment", STEP_RUNS[4], STEP_PLAIN),
+    ("payload codec", STEP_PLAIN, STEP_VARIANTS[0]),
+    ("rate limiter", STEP_VARIANTS[1], STEP_PLAIN),
+    ("webhooks and relay", STEP_VARIANTS[2], STEP_PLAIN),
+    ("wallet payment", STEP_VARIANTS[3], STEP_PLAIN),
     # A cut on the real path, measured the same way: the plain checkout (with it) against a run without it.
-    ("cut: price check shared", STEP_PLAIN, STEP_RUNS[5]),
+    ("cut: price check shared", STEP_PLAIN, STEP_VARIANTS[4]),
 )
+
+
+def plains_beside(variant: Shape) -> tuple[Shape, Shape]:
+    """The plain runs right before and right after `variant`'s."""
+    n = STEP_VARIANTS.index(variant)
+    return STEP_PLAINS[n], STEP_PLAINS[n + 1]
+
+
 # Far above any rate a bench caller reaches: every request from the bench is one caller (one address, no customer
 # token), so a limit it could reach would answer 429s and measure the refusals; this one counts every request in
 # Redis, as deployed, and never refuses one.

@@ -1,6 +1,6 @@
 """What each step of the whole booking costs alone: the real checkout (local placement) at one level with exactly
-one step changed, against the plain real checkout measured in the same run right before and right after them
-(both runs pooled: their checkouts over their summed time, their answer times together).
+one step changed, against the plain real checkout measured in the same run right before and right after that
+step's run (the two pooled: their checkouts over their summed time, their answer times together).
 
 The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
@@ -16,14 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import Figure
-from bench.scenarios.shapes import STEP_LEVEL, STEP_PLAIN, STEP_PLAINS, STEPS, Level, ShapeRun
+from bench.scenarios.shapes import STEP_LEVEL, STEP_PLAIN, STEPS, Level, Shape, ShapeRun, plains_beside
 
 SCENARIO = "steps"
 
 
-def _pooled(runs: dict[str, ShapeRun]) -> ShapeRun:
-    """The plain runs as one: every checkout over the time of both."""
-    levels = [runs[shape.key].at(STEP_LEVEL) for shape in STEP_PLAINS]
+def _pooled(runs: dict[str, ShapeRun], plains: tuple[Shape, ...]) -> ShapeRun:
+    """The plain runs `plains` as one: every checkout over the time of all."""
+    levels = [runs[shape.key].at(STEP_LEVEL) for shape in plains]
     cpu: dict[str, float] = {}
     for level in levels:
         for name, seconds in level.cpu_seconds.items():
@@ -34,12 +34,14 @@ def _pooled(runs: dict[str, ShapeRun]) -> ShapeRun:
 
 
 def _pairs(runs: dict[str, ShapeRun]) -> list[tuple[str, ShapeRun, ShapeRun]]:
-    plain = _pooled(runs)
-
-    def run(key: str) -> ShapeRun:
-        return plain if key == STEP_PLAIN.key else runs[key]
-
-    return [(step, run(with_it.key), run(without.key)) for step, with_it, without in STEPS]
+    """(step, with it, without it), the plain side being the two plain runs either side of the step's run."""
+    pairs = []
+    for step, with_it, without in STEPS:
+        variant = without if with_it == STEP_PLAIN else with_it
+        plain = _pooled(runs, plains_beside(variant))
+        pairs.append((step, plain if with_it == STEP_PLAIN else runs[with_it.key],
+                      plain if without == STEP_PLAIN else runs[without.key]))
+    return pairs
 
 
 def figures(runs: dict[str, ShapeRun]) -> list[Figure]:
@@ -75,4 +77,4 @@ def _cpu_total(level: Level) -> float:
 
 
 def _label(run: ShapeRun) -> str:
-    return "real, local (steps' baseline, first and last pooled)" if run.shape == STEP_PLAIN else run.shape.label
+    return "real, local (the plain runs either side, pooled)" if run.shape == STEP_PLAIN else run.shape.label

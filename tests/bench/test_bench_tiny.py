@@ -97,7 +97,10 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
 
     # Each step alone at its level, beside the plain real checkout: both sides measured, every checkout placed.
     steps = results["scenarios"]["steps"]
-    assert set(steps["runs"]) == {shape.key for shape in STEP_RUNS}
+    # Measured in that order (plain, step, plain, ...), each step against the two plain runs either side, pooled.
+    assert list(steps["runs"]) == [shape.key for shape in STEP_RUNS]
+    for row in steps["table"]:
+        assert sorted(row["checkouts"]) == [tiny.levels[STEP_LEVEL], 2 * tiny.levels[STEP_LEVEL]], row
     for key, run in steps["runs"].items():
         assert run["placed"] == run["checkouts"] == tiny.levels[STEP_LEVEL], (key, run["levels"])
     assert [row["step"] for row in steps["table"]] == [step for step, _, _ in STEPS]
