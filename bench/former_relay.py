@@ -10,7 +10,7 @@ in the same run. Nothing outside bench/ uses this module.
 
 from __future__ import annotations
 
-from services.events.deliveries import Deliveries, Leased, Recorded
+from services.events.deliveries import WRITE_PICKED, Deliveries, Leased, Recorded
 from services.events.outbox import DELIVERIES, ENDPOINTS, EVENTS
 from services.ledger.transaction import driver_transaction
 
@@ -18,21 +18,7 @@ LOCK_ENDPOINT = f"SELECT cursor FROM {ENDPOINTS} WHERE id = $1 FOR UPDATE SKIP L
 FAN_OUT = f"""
 WITH picked AS (
     SELECT id, checkout_id FROM {EVENTS} WHERE id > $2 ORDER BY id LIMIT $3
-), written AS (
-    INSERT INTO {DELIVERIES} (endpoint_id, event_id, checkout_id, state, parked_at, last_error, next_attempt_at)
-    SELECT $1, p.id, p.checkout_id,
-           CASE WHEN b.event_id IS NULL THEN 'PENDING' ELSE 'PARKED' END,
-           CASE WHEN b.event_id IS NULL THEN NULL ELSE now() END,
-           CASE WHEN b.event_id IS NULL THEN NULL ELSE 'behind parked event ' || b.event_id END,
-           CASE WHEN EXISTS (SELECT 1 FROM {DELIVERIES} q WHERE q.endpoint_id = $1 AND q.checkout_id = p.checkout_id
-                             LIMIT 1 FOR SHARE)
-                THEN 'infinity'::timestamptz ELSE now() END
-    FROM picked p LEFT JOIN LATERAL (
-        SELECT d.event_id FROM {DELIVERIES} d
-        WHERE d.endpoint_id = $1 AND d.checkout_id = p.checkout_id AND d.state = 'PARKED'
-        ORDER BY d.event_id LIMIT 1
-    ) b ON true
-    ON CONFLICT DO NOTHING
+), written AS ({WRITE_PICKED}
 )
 UPDATE {ENDPOINTS} SET cursor = (SELECT coalesce(max(id), $2) FROM picked) WHERE id = $1
 RETURNING (SELECT count(*) FROM picked)"""

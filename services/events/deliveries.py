@@ -40,16 +40,9 @@ from services.ledger.transaction import driver_transaction, pooled_driver
 REGISTER = f"""INSERT INTO {ENDPOINTS} (url, cursor) SELECT unnest($1::text[]), (SELECT last_id FROM {COUNTER})
     ON CONFLICT (url) DO NOTHING"""
 ENDPOINT_IDS = f"SELECT id, url FROM {ENDPOINTS} WHERE url = ANY($1::text[])"
-# One statement, so one round trip and no transaction of its own. The endpoint's row is locked only when events
-# above its cursor have committed (the counter says so without a lock), so a round with nothing new writes nothing.
-FAN_OUT = f"""
-WITH locked AS (
-    SELECT n.cursor FROM {ENDPOINTS} n
-    WHERE n.id = $1 AND n.cursor < (SELECT last_id FROM {COUNTER})
-    FOR UPDATE OF n SKIP LOCKED
-), picked AS (
-    SELECT id, checkout_id FROM {EVENTS} WHERE id > (SELECT cursor FROM locked) ORDER BY id LIMIT $2
-), written AS (
+# The delivery rows of the events of the statement's `picked` (id, checkout_id) on endpoint $1: parked behind a
+# parked event of the same checkout, waiting (infinity) behind any other row of it, due now otherwise.
+WRITE_PICKED = f"""
     INSERT INTO {DELIVERIES} (endpoint_id, event_id, checkout_id, state, parked_at, last_error, next_attempt_at)
     SELECT $1, p.id, p.checkout_id,
            CASE WHEN b.event_id IS NULL THEN 'PENDING' ELSE 'PARKED' END,
@@ -63,7 +56,17 @@ WITH locked AS (
         WHERE d.endpoint_id = $1 AND d.checkout_id = p.checkout_id AND d.state = 'PARKED'
         ORDER BY d.event_id LIMIT 1
     ) b ON true
-    ON CONFLICT DO NOTHING
+    ON CONFLICT DO NOTHING"""
+# One statement, so one round trip and no transaction of its own. The endpoint's row is locked only when events
+# above its cursor have committed (the counter says so without a lock), so a round with nothing new writes nothing.
+FAN_OUT = f"""
+WITH locked AS (
+    SELECT n.cursor FROM {ENDPOINTS} n
+    WHERE n.id = $1 AND n.cursor < (SELECT last_id FROM {COUNTER})
+    FOR UPDATE OF n SKIP LOCKED
+), picked AS (
+    SELECT id, checkout_id FROM {EVENTS} WHERE id > (SELECT cursor FROM locked) ORDER BY id LIMIT $2
+), written AS ({WRITE_PICKED}
 ), moved AS (
     UPDATE {ENDPOINTS} SET cursor = (SELECT max(id) FROM picked) WHERE id = $1 AND EXISTS (SELECT 1 FROM picked)
 )

@@ -31,10 +31,14 @@ async def _until_waiting(engine: AsyncEngine, statement: str) -> None:
     raise AssertionError(f"no {statement} ever waited for a lock")
 
 
+async def _new_endpoint(deliveries: Deliveries) -> int:
+    url = f"http://127.0.0.1:1/{new_checkout_id()}"
+    return (await deliveries.register([url]))[url]
+
+
 async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine: AsyncEngine) -> None:
     deliveries = Deliveries(engine)
-    url = f"http://127.0.0.1:1/{new_checkout_id()}"
-    endpoint_id = (await deliveries.register([url]))[url]
+    endpoint_id = await _new_endpoint(deliveries)
     cid = new_checkout_id()
     held = view(cid, "HELD")
     (head,) = await record_change(engine, None, held)
@@ -65,8 +69,7 @@ async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine
 
 async def test_unstick_makes_a_waiting_head_due(engine: AsyncEngine) -> None:
     deliveries = Deliveries(engine)
-    url = f"http://127.0.0.1:1/{new_checkout_id()}"
-    endpoint_id = (await deliveries.register([url]))[url]
+    endpoint_id = await _new_endpoint(deliveries)
     (event,) = await record_change(engine, None, view(new_checkout_id(), "HELD"))
     await deliveries.fan_out(endpoint_id)
     async with engine.begin() as conn:
@@ -79,8 +82,7 @@ async def test_unstick_makes_a_waiting_head_due(engine: AsyncEngine) -> None:
 
 async def test_a_fan_out_with_nothing_new_locks_and_writes_nothing(engine: AsyncEngine) -> None:
     deliveries = Deliveries(engine)
-    url = f"http://127.0.0.1:1/{new_checkout_id()}"
-    endpoint_id = (await deliveries.register([url]))[url]
+    endpoint_id = await _new_endpoint(deliveries)
     (event,) = await record_change(engine, None, view(new_checkout_id(), "HELD"))
 
     async def endpoint_row() -> tuple[str, str, int]:
@@ -101,8 +103,7 @@ async def test_a_fan_out_with_nothing_new_locks_and_writes_nothing(engine: Async
 
 async def test_a_2xx_recorded_says_whether_it_made_an_event_due(engine: AsyncEngine) -> None:
     deliveries = Deliveries(engine)
-    url = f"http://127.0.0.1:1/{new_checkout_id()}"
-    endpoint_id = (await deliveries.register([url]))[url]
+    endpoint_id = await _new_endpoint(deliveries)
     cid = new_checkout_id()
     held = view(cid, "HELD")
     (first,) = await record_change(engine, None, held)
