@@ -123,15 +123,18 @@ async def sold_out_view(state: AppState, attempt: Attempt) -> CheckoutView | Non
     shortages = await fast_path.cached_shortages(state.cache, attempt.rows, state.cache_reads)
     if not shortages:
         return None
-    # The alternatives are looked up while the saga record is read: a sold-out answer waits for the slower one.
-    offered = asyncio.ensure_future(
-        fast_path.alternatives(state.services, request, list(shortages), state.alternatives)
-    )
-    offered.add_done_callback(_retrieve)
+    short = list(shortages)
+    # Alternatives the late buyers just before this one looked up are answered from at once, without a task;
+    # else they are looked up while the saga record is read, and a sold-out answer waits for the slower one.
+    offered = fast_path.settled_alternatives(request, short, state.alternatives)
+    looking: asyncio.Future[list[Alternative]] | None = None
+    if offered is None:
+        looking = asyncio.ensure_future(fast_path.alternatives(state.services, request, short, state.alternatives))
+        looking.add_done_callback(_retrieve)
     try:
         has_saga = await state.started.has(attempt.checkout_id)
     except DatabaseUnavailable as error:  # the saga path must record the id in the same database: 503 at once
-        offered.cancel()
+        _abandon(looking)
         log.warning("sold-out fast path: the checkout cannot be looked up: %s", error)
         # The checkout's record, not a ledger: any database error reads as the table's base problem.
         raise service_unavailable("the checkout cannot be looked up; retry the same request",
@@ -140,12 +143,20 @@ async def sold_out_view(state: AppState, attempt: Attempt) -> CheckoutView | Non
         log.warning("sold-out fast path skipped, no saga record: %s", error)
         has_saga = True
     except BaseException:
-        offered.cancel()
+        _abandon(looking)
         raise
     if has_saga:
-        offered.cancel()
+        _abandon(looking)
         return None
-    return fast_path.rejected_view(attempt.checkout_id, request, attempt.digest, shortages, await offered)
+    if looking is not None:
+        offered = await looking
+    assert offered is not None
+    return fast_path.rejected_view(attempt.checkout_id, request, attempt.digest, shortages, offered)
+
+
+def _abandon(looking: asyncio.Future[list[Alternative]] | None) -> None:
+    if looking is not None:
+        looking.cancel()
 
 
 def _retrieve(task: asyncio.Future[list[Alternative]]) -> None:

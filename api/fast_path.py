@@ -41,8 +41,11 @@ async def cached_shortages(
     def read(service: str, rows: dict[str, int]) -> Awaitable[dict[str, int] | None]:
         return reads.get((service, tuple(rows)), lambda: cache.available(service, list(rows)))
 
-    # One round trip per service, all at once: the whole lookup stays within one cache budget.
-    found = await asyncio.gather(*(read(service, rows) for service, rows in wanted.items()))
+    if len(wanted) == 1:  # the usual checkout: awaited in place, as gather would wrap it in a task of its own
+        ((service, rows),) = wanted.items()
+        found = [await read(service, rows)]
+    else:  # one round trip per service, all at once: the whole lookup stays within one cache budget
+        found = await asyncio.gather(*(read(service, rows) for service, rows in wanted.items()))
     shortages: dict[str, list[Shortage]] = {}
     for (service, rows), cached in zip(wanted.items(), found, strict=True):
         if cached is None:  # the cache was unusable for this lookup: unknown, never "short"
@@ -70,9 +73,21 @@ class SharedLookups(Generic[K, V]):
         self.max_entries = max_entries
         self._entries: dict[K, tuple[float, asyncio.Task[V]]] = {}
 
+    def settled(self, key: K) -> asyncio.Task[V] | None:
+        """The kept lookup of `key` when it has finished well and is still fresh: its result is the answer `get`
+        would give, read without awaiting (so without a task or a shield per asker). None otherwise."""
+        entry = self._entries.get(key)
+        if entry is None or not entry[1].done() or entry[0] <= time.monotonic():
+            return None
+        task = entry[1]
+        # A failed lookup is dropped by a callback the loop runs later: until then it is still an entry here.
+        return None if task.cancelled() or task.exception() is not None else task
+
     async def get(self, key: K, lookup: Callable[[], Awaitable[V]]) -> V:
         now = time.monotonic()
         entry = self._entries.get(key)
+        if entry is not None and entry[1].done() and entry[0] > now:
+            return entry[1].result()  # kept and fresh: nothing to wait for, nor to shield
         if entry is None or (entry[1].done() and entry[0] <= now):
             if len(self._entries) >= self.max_entries:
                 self._entries = {k: e for k, e in self._entries.items() if e[0] > now or not e[1].done()}
@@ -137,6 +152,24 @@ async def alternatives(
             log.warning("no %s alternatives for a sold-out checkout: %s", service, outcome)
         elif isinstance(outcome, BaseException):
             raise outcome
+    return found
+
+
+def settled_alternatives(
+    request: CheckoutRequest,
+    short: list[str],
+    cache: SharedLookups[tuple[str, str], list[Alternative]],
+) -> list[Alternative] | None:
+    """`alternatives`' answer when `cache` holds every short service's lookup, finished and fresh; None when one
+    must still be looked up (or is being looked up). A late buyer of a sold-out item is answered from what the
+    buyers just before asked, without a task of its own."""
+    parts = {p.name: part for p, part in request.parts()}
+    found: list[Alternative] = []
+    for service in short:
+        kept = cache.settled((service, parts[service].model_dump_json()))
+        if kept is None:
+            return None
+        found += kept.result()
     return found
 
 
