@@ -1,11 +1,13 @@
 """The hot row: `hot_buyers` buyers at once, all holding one unit of the same sku (a large stock), through services/
 (OrdersService.hold) against the same transaction in raw SQL (bench/scenarios/ledger_only.py's, statement for
-statement), and the share of the buyers' time spent waiting for a lock.
+statement), and the share of the buyers' time spent waiting for a lock. A third side, the former transaction in raw
+SQL (the line written by a statement of its own, the row locked meanwhile), measures the cut that took the line
+into the take's statement.
 
-Every buyer has a connection of its own on both sides, so the buyers queue on the row's lock, not on a pool.
-Each side's connections are opened before its round and closed after it (the two sides never hold more than
+Every buyer has a connection of its own on every side, so the buyers queue on the row's lock, not on a pool.
+Each side's connections are opened before its round and closed after it (the sides never hold more than
 `hot_buyers` connections at once, beside the API's and the workers'), warmed up with a hold per buyer, and the
-rounds alternate which side goes first (ABBA...), as in the ledger-only scenario.
+rounds alternate the sides' order (forward, then backward, ...), as in the ledger-only scenario.
 
 Lock waits: while a side's holds run, a connection of its own samples pg_stat_activity every SAMPLE_SECONDS and
 counts the backends of this database waiting on a heavyweight lock (`wait_event_type = 'Lock'`: the row's tuple
@@ -26,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from bench.results import Figure
-from bench.scenarios.ledger_only import Hold, holds_per_lane, keep_session, raw_sql, through_services
+from bench.scenarios.ledger_only import Hold, former_sql, holds_per_lane, keep_session, raw_sql, through_services
 from bench.sizes import Size
 from bench.stats import per_second
 from services.db import create_engine
@@ -36,7 +38,7 @@ SCENARIO = "hot row"
 TARGET_RATIO = 0.9
 ROUNDS = 8
 SAMPLE_SECONDS = 0.01
-SIDES = ("services", "raw")
+SIDES = ("services", "raw", "former")
 LOCK_SAMPLE = """SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"""
 
@@ -79,7 +81,7 @@ async def _connections(side: str, database_url: str, buyers: int, expires_at: da
     else:
         pool = await asyncpg.create_pool(database_url, min_size=buyers, max_size=buyers, reset=keep_session)
         try:
-            yield raw_sql(pool, expires_at)
+            yield (raw_sql if side == "raw" else former_sql)(pool, expires_at)
         finally:
             await pool.close()
 
@@ -122,14 +124,18 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
     finally:
         await sampler.close()
     rates = {name: per_second(side.holds - len(side.failures), side.seconds) for name, side in sides.items()}
-    services, raw = sides["services"], sides["raw"]
+    services, raw, former = sides["services"], sides["raw"], sides["former"]
     figures = [
         Figure(SCENARIO, f"holds/s through services/ ({buyers} buyers, one sku)", rates["services"], "/s",
                baseline=rates["raw"], baseline_name="raw SQL", target_kind="ratio_at_least", target=TARGET_RATIO),
         Figure(SCENARIO, "share of buyer time in lock waits, services/", 100 * services.lock_share(buyers), "%",
                baseline=100 * raw.lock_share(buyers), baseline_name="raw SQL"),
-        Figure(SCENARIO, "holds that failed (both sides)", float(len(services.failures) + len(raw.failures)), "",
-               target_kind="equals", target=0),
+        Figure(SCENARIO, "cut: raw SQL holds/s, the line taken in the same statement", rates["raw"], "/s",
+               baseline=rates["former"], baseline_name="the former transaction, raw SQL"),
+        Figure(SCENARIO, "cut: share of buyer time in lock waits, raw SQL", 100 * raw.lock_share(buyers), "%",
+               baseline=100 * former.lock_share(buyers), baseline_name="the former transaction, raw SQL"),
+        Figure(SCENARIO, "holds that failed (every side)", float(sum(len(side.failures) for side in sides.values())),
+               "", target_kind="equals", target=0),
     ]
     details = {
         "buyers": buyers,

@@ -1,8 +1,9 @@
 """Ledger only: holds per second through services/ (OrdersService.hold) against the same transaction in raw SQL.
 
 Both run in the bench process, on the same PostgreSQL, with the same number of connections and lanes; each lane
-holds on its own sku (this measures the code's overhead, not lock queueing). The two alternate in rounds so
-that drift on a shared machine hits both alike.
+holds on its own sku (this measures the code's overhead, not lock queueing). The sides alternate in rounds so
+that drift on a shared machine hits all alike. A third side, the former transaction in raw SQL (the line written by
+a statement of its own after the take), measures the cut that took the lines into one statement.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bench.results import Figure
 from bench.sizes import Size
 from bench.stats import per_second
 from services.db import create_engine
+from services.ledger.statements import LedgerStatements
 from services.orders.schemas import ItemLine, ItemsRequest
 from services.orders.service import OrdersService
 
@@ -30,15 +32,23 @@ ROUNDS = 6
 WARMUP_HOLDS = 20
 
 # The ledger's hold for one sku, statement for statement (services/ledger/ledger.py `Ledger.hold`, its transaction
-# in services/ledger/transaction.py): BEGIN and lock_timeout in one simple query, then four prepared statements.
+# in services/ledger/transaction.py): BEGIN and lock_timeout in one simple query, then three prepared statements,
+# the ledger's own text for the orders schema.
 BEGIN = "BEGIN; SET LOCAL lock_timeout = '1s'"
-CLAIM_KEY = """INSERT INTO orders.holds (hold_key, status, expires_at) VALUES ($1, 'ACTIVE', $2)
-ON CONFLICT DO NOTHING RETURNING hold_key"""
+_TABLES = OrdersService.tables
+_ORDERS = LedgerStatements.build(
+    _TABLES.inventory.__table__, _TABLES.holds.__table__, _TABLES.hold_lines.__table__  # type: ignore[attr-defined]
+)
+CLAIM_KEY = _ORDERS.claim_key
 FIND_SKU = "SELECT id FROM orders.inventory WHERE sku = $1"
-TAKE = """UPDATE orders.inventory SET held = held + $2, version = version + 1
+TAKE_LINES = _ORDERS.take_lines
+# The former transaction (before the lines were taken in one statement): the take, then the line, each a statement
+# and a round trip of its own, with the row locked between them. Bench only: the cut's "without it".
+FORMER_TAKE = """UPDATE orders.inventory SET held = held + $2, version = version + 1
 WHERE id = $1 AND held + sold + $2 <= capacity
 RETURNING resource, capacity, held, sold, version, unit_price, currency"""
-ADD_LINE = "INSERT INTO orders.hold_lines (hold_key, inventory_id, quantity) VALUES ($1, $2, $3)"
+FORMER_ADD_LINE = """INSERT INTO orders.hold_lines (hold_key, inventory_id, quantity, unit_price, currency)
+SELECT $1, id, $3, unit_price, currency FROM orders.inventory WHERE id = $2"""
 
 Hold = Callable[[str, str], Awaitable[None]]
 
@@ -57,6 +67,30 @@ def through_services(service: OrdersService, expires_at: datetime) -> Hold:
 
 
 def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
+    """Today's transaction on a bare asyncpg connection."""
+
+    async def take(conn: asyncpg.Connection, key: str, inventory_id: int) -> bool:
+        rows = await conn.fetch(TAKE_LINES, key, [inventory_id], [1])
+        return bool(rows) and bool(rows[0]["taken"])
+
+    return _transaction(pool, expires_at, take)
+
+
+def former_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
+    """The former transaction on a bare asyncpg connection."""
+
+    async def take(conn: asyncpg.Connection, key: str, inventory_id: int) -> bool:
+        if await conn.fetchrow(FORMER_TAKE, inventory_id, 1) is None:
+            return False
+        await conn.execute(FORMER_ADD_LINE, key, inventory_id, 1)
+        return True
+
+    return _transaction(pool, expires_at, take)
+
+
+def _transaction(
+    pool: asyncpg.Pool, expires_at: datetime, take: Callable[[asyncpg.Connection, str, int], Awaitable[bool]]
+) -> Hold:
     async def hold(key: str, sku: str) -> None:
         async with pool.acquire() as conn:
             await conn.execute(BEGIN)
@@ -64,9 +98,8 @@ def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
                 if await conn.fetchval(CLAIM_KEY, key, expires_at) is None:
                     raise RuntimeError(f"hold key {key} already claimed")
                 inventory_id = await conn.fetchval(FIND_SKU, sku)
-                if await conn.fetchrow(TAKE, inventory_id, 1) is None:
+                if not await take(conn, key, inventory_id):
                     raise RuntimeError(f"{sku} ran out")
-                await conn.execute(ADD_LINE, key, inventory_id, 1)
             except BaseException:
                 await conn.execute("ROLLBACK")
                 raise
@@ -96,9 +129,10 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
     expires_at = datetime.now(UTC) + timedelta(hours=1)
     engine = create_engine(database_url, pool_size=lanes)
     pool = await asyncpg.create_pool(database_url, min_size=lanes, max_size=lanes, reset=keep_session)
-    seconds = {"services": 0.0, "raw": 0.0}
     try:
-        holds = {"services": through_services(OrdersService(engine), expires_at), "raw": raw_sql(pool, expires_at)}
+        holds = {"services": through_services(OrdersService(engine), expires_at), "raw": raw_sql(pool, expires_at),
+                 "former": former_sql(pool, expires_at)}
+        seconds = dict.fromkeys(holds, 0.0)
         for name, hold in holds.items():
             await holds_per_lane(hold, f"{run_id}:warm:{name}", skus, max(1, WARMUP_HOLDS // lanes))
         for round_number in range(ROUNDS):
@@ -113,6 +147,8 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
     figures = [
         Figure(SCENARIO, f"holds/s through services/ ({lanes} lanes)", rates["services"], "/s",
                baseline=rates["raw"], baseline_name="raw SQL", target_kind="ratio_at_least", target=TARGET_RATIO),
+        Figure(SCENARIO, "cut: raw SQL holds/s, the line taken in the same statement", rates["raw"], "/s",
+               baseline=rates["former"], baseline_name="the former transaction, raw SQL"),
     ]
     details = {"lanes": lanes, "holds_each": count, "seconds": seconds, "per_second": rates}
     return figures, details

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from asyncpg import Record
@@ -71,7 +70,7 @@ class LineRef:
 
 
 # Maps a request to its lines, inside the hold's transaction; raises UnknownResource for unknown ids.
-# Reads only: it runs before the savepoint that undoes a refused hold's lines.
+# Reads only: it runs before the statement that takes the lines.
 Resolver = Callable[[Driver], Awaitable[list[LineRef]]]
 
 
@@ -101,32 +100,6 @@ def _refusal_error(recorded: str | None) -> LedgerError:
         return UnknownResource(str(reason.get("resource")))
     shortages = [Shortage.model_validate(s) for s in reason.get("shortages", [])]
     return Unavailable(shortages)
-
-
-class _UndoOnError:
-    """Roll back to here on any exception; the enclosing transaction goes on.
-
-    Only a hold of several lines needs a savepoint: a refused single line has changed nothing (its conditional
-    UPDATE matched no row), and a savepoint costs two round trips more. A class rather than a generator-based
-    context manager, so that a single line costs no async generator either.
-    """
-
-    __slots__ = ("_db", "_savepoint")
-
-    def __init__(self, db: Driver, lines: Sequence[LineRef]) -> None:
-        self._db = db
-        self._savepoint = len(lines) > 1
-
-    async def __aenter__(self) -> None:
-        if self._savepoint:
-            await self._db.execute("SAVEPOINT hold_lines")
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._savepoint:
-            undo = error is not None
-            await self._db.execute("ROLLBACK TO SAVEPOINT hold_lines" if undo else "RELEASE SAVEPOINT hold_lines")
 
 
 @dataclass(frozen=True)
@@ -170,10 +143,9 @@ class Ledger:
                 return await self._recorded_hold(db, hold_key)
             try:
                 lines = await resolve(db)  # reads only
-                # A refusal undoes the lines taken, keeping the key, which then records REJECTED in the same
-                # transaction: the key never disappears, so no duplicate can slip in between.
-                async with _UndoOnError(db, lines):
-                    taken = await self._take(db, hold_key, lines, short_rows)
+                # A refusal has changed nothing but the key, which then records REJECTED in the same transaction:
+                # the key never disappears, so no duplicate can slip in between.
+                taken = await self._take(db, hold_key, lines, short_rows)
             except (Unavailable, UnknownResource) as error:
                 refusal = error
                 await db.execute(sql.reject, hold_key, json.dumps(_refusal_reason(error)))
@@ -313,38 +285,44 @@ class Ledger:
     async def _take(
         self, db: Driver, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
     ) -> list[tuple[RowState, HoldLine]]:
-        """Add every line to `held`, or raise Unavailable naming each short line (their rows go to `short_rows`).
+        """Add every line to `held` and write the hold's lines in one statement (`take_lines`: all or nothing), or
+        raise Unavailable naming each short line (their rows go to `short_rows`), having changed nothing.
         Returns (row, the hold line with the row's price as it is now, which the recorded line copies)."""
-        shortages: list[Shortage] = []
-        taken: list[tuple[RowState, HoldLine]] = []
-        # Ascending inventory id: the one lock order every ledger transaction follows.
-        ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
-        for line in ordered:
-            if line.quantity < 1:
-                raise InvalidRequest("a hold line needs a positive quantity")
-            if line.inventory_id is None:
-                shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=0))
-                continue
-            if shortages:
-                # Already refused: only report how short the other lines are, without locking them.
-                self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
-                continue
-            row = await db.fetchrow(self._sql.take, line.inventory_id, line.quantity)
-            if row is None:
-                self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
-                continue
-            taken.append((self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"])))
-        if shortages:
-            raise Unavailable(shortages)
         if not lines:
             raise InvalidRequest("a hold needs at least one line")
-        if len(ordered) == 1:
-            await db.execute(self._sql.add_line, hold_key, ordered[0].inventory_id, ordered[0].quantity)
-        else:
-            await db.execute(
-                self._sql.add_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
-            )
-        return taken
+        if any(line.quantity < 1 for line in lines):
+            raise InvalidRequest("a hold line needs a positive quantity")
+        # Ascending inventory id, rows that do not exist first: the order shortages are named in.
+        ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
+        if ordered[0].inventory_id is None:
+            # Part of the request is not on sale: refused without locking anything; the other lines are only
+            # reported, from their rows as they are.
+            shortages: list[Shortage] = []
+            for line in ordered:
+                if line.inventory_id is None:
+                    shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=0))
+                else:
+                    self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
+            raise Unavailable(shortages)
+        rows = await db.fetch(
+            self._sql.take_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
+        )
+        found = {row["id"]: row for row in rows}
+        if rows and rows[0]["taken"]:
+            taken: list[tuple[RowState, HoldLine]] = []
+            for line in ordered:
+                row = found[line.inventory_id]
+                taken.append((self._state(row), _line(row["resource"], line.quantity, row["unit_price"],
+                                                      row["currency"])))
+            return taken
+        shortages = []
+        for line in ordered:
+            row = found.get(line.inventory_id)
+            if row is None:  # gone since the request was resolved
+                shortages.append(Shortage(resource=line.resource, requested=line.quantity, available=0))
+            else:
+                self._note_short(self._state(row), line, shortages, short_rows)
+        raise Unavailable(shortages)
 
     async def _row(self, db: Driver, inventory_id: int) -> RowState:
         return self._state(await db.fetchrow(self._sql.row, inventory_id))

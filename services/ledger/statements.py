@@ -20,6 +20,11 @@ _PREPARER = postgresql.dialect().identifier_preparer
 ROW_COLUMNS = "resource, capacity, held, sold, version"
 
 
+def _prefixed(alias: str, columns: str) -> str:
+    """`a.x, a.y` from `x, y`."""
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+
+
 def qualified(table: FromClause) -> str:
     """`schema.table`, quoted where PostgreSQL needs it (takes a mapped class's `__table__`)."""
     if not isinstance(table, Table):
@@ -38,10 +43,8 @@ ACTIVE = _status(HoldStatus.ACTIVE)
 class LedgerStatements:
     # hold
     claim_key: str
-    take: str
+    take_lines: str
     row: str
-    add_line: str
-    add_lines: str
     reject: str
     # confirm, release, expire
     tombstone: str
@@ -75,16 +78,31 @@ class LedgerStatements:
             # ON CONFLICT waits for a concurrent insert of the same key to commit, then sees its outcome.
             claim_key=f"""INSERT INTO {h} (hold_key, status, expires_at) VALUES ($1, {ACTIVE}, $2)
                 ON CONFLICT DO NOTHING RETURNING hold_key""",
-            take=f"""UPDATE {inv} SET held = held + $2, version = version + 1
-                WHERE id = $1 AND held + sold + $2 <= capacity RETURNING {ROW_COLUMNS}, unit_price, currency""",
+            # Every line of a hold in one statement, all or nothing. `locked` takes the rows' locks in ascending id
+            # (the one lock order; a FOR UPDATE CTE is never inlined, and `room`, which `taken` joins, reads all of
+            # it first) and sees each row as last committed; `taken` raises `held` only when every row has room
+            # (the CHECK on the counters stands behind it), and `added` writes the lines with the rows' prices as
+            # they are under those locks: the price holds with the hold. A short row changes nothing, so nothing is
+            # left to undo (no savepoint); the answer is then every row as locked, for the shortages.
+            take_lines=f"""WITH wanted AS (
+                    SELECT t.id, t.quantity FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity)
+                ), locked AS (
+                    SELECT id, {ROW_COLUMNS} FROM {inv} WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE
+                ), room AS (
+                    SELECT count(*) = 0 AS ok FROM wanted w LEFT JOIN locked l ON l.id = w.id
+                    WHERE l.id IS NULL OR l.held + l.sold + w.quantity > l.capacity
+                ), taken AS (
+                    UPDATE {inv} i SET held = i.held + w.quantity, version = i.version + 1
+                    FROM wanted w, room WHERE i.id = w.id AND room.ok
+                    RETURNING i.id, {_prefixed("i", ROW_COLUMNS)}, i.unit_price, i.currency
+                ), added AS (
+                    INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
+                    SELECT $1, t.id, w.quantity, t.unit_price, t.currency FROM taken t JOIN wanted w ON w.id = t.id
+                )
+                SELECT true AS taken, * FROM taken
+                UNION ALL
+                SELECT false, l.*, NULL, NULL FROM locked l, room WHERE NOT room.ok""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
-            # One line (a seat class, a single sku): three scalars bind cheaper than two one-element arrays.
-            # The line copies the row's price as it is now, under the lock `take` holds: the price holds with the hold.
-            add_line=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
-                SELECT $1, id, $3, unit_price, currency FROM {inv} WHERE id = $2""",
-            add_lines=f"""INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
-                SELECT $1, t.id, t.quantity, i.unit_price, i.currency
-                FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity) JOIN {inv} i ON i.id = t.id""",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
                 reason = $2::text::jsonb WHERE hold_key = $1""",
             tombstone=f"""INSERT INTO {h} (hold_key, status, reason)

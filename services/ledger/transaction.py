@@ -150,7 +150,7 @@ class _Transaction(_Pooled):
     """`driver_transaction`: BEGIN ... COMMIT on a pooled asyncpg connection, ROLLBACK when the block raises.
 
     BEGIN and COMMIT are sent as text, without asyncpg's Transaction object: its state checks and savepoint
-    bookkeeping serve nested `transaction()` blocks, which the ledger never opens (its savepoint is SQL)."""
+    bookkeeping serve nested `transaction()` blocks, which the ledger never opens."""
 
     __slots__ = ()
 
@@ -195,7 +195,7 @@ def pooled_driver(engine: AsyncEngine) -> AbstractAsyncContextManager[Driver]:
 def driver_transaction(engine: AsyncEngine) -> AbstractAsyncContextManager[Driver]:
     """BEGIN ... COMMIT with `lock_timeout` = 1 s on a pooled asyncpg connection; raises only LedgerError
     subclasses. An exception inside the block rolls back. The block opens no asyncpg `transaction()` (asyncpg
-    refuses one inside a transaction it did not begin): a savepoint is SQL, as in the ledger's hold."""
+    refuses one inside a transaction it did not begin): a savepoint would be SQL."""
     return _Transaction(engine)
 
 

@@ -139,3 +139,17 @@ async def test_locked_row_answers_busy_then_succeeds(orders: OrdersService, engi
     assert (await orders.hold(key, request, later())).status is HoldStatus.ACTIVE
     assert (await orders.availability(sku)).held == 1
     await assert_ledger_clean(services)
+
+
+async def test_multi_line_holds_are_all_or_nothing_under_contention(orders: OrdersService, services) -> None:
+    """Baskets of two skus, the second scarcer: a basket holds both lines or neither, whatever the interleaving
+    (the lines are taken in one statement, all or nothing)."""
+    plenty, scarce = unique("SKU-P"), unique("SKU-S")
+    await orders.upsert(plenty, ItemInventory(stock=10))
+    await orders.upsert(scarce, ItemInventory(stock=4))
+    request = ItemsRequest(items=[ItemLine(sku=plenty, quantity=1), ItemLine(sku=scarce, quantity=1)])
+    calls = [lambda k=unique("wf"): orders.hold(k, request, later()) for _ in range(12)]
+    assert await outcomes(calls) == (4, 8)
+    assert (await orders.availability(plenty)).held == 4
+    assert (await orders.availability(scarce)).held == 4
+    await assert_ledger_clean(services)
