@@ -5,11 +5,13 @@ Contract:
 - One row per checkout id: customer, status, the view (parts with their holds' statuses and lines, history) as
   JSON, the request, `version` (the view's number of history entries), created (the checkout's first status
   change) and updated times.
-- Every write goes through `record_change(conn, new)` inside the caller's transaction: the row is locked, and
-  `write_record(conn, previous, new)` runs only when `new.version` is greater than the stored one, so a
-  replayed, retried or late write of an older (or the same) version changes nothing. `write_record` is the one
-  place a record changes, with the previous record and the new one at hand: whatever must change in the same
-  transaction as a record (an outbox of events) is appended there.
+- Every write goes through `record_change(db, new)` inside the caller's transaction (asyncpg, through
+  services.ledger.transaction.driver_transaction, as the ledger's operations: a record is written at each status
+  change of every checkout, and SQLAlchemy's layer cost more than the write's own statements): the checkout is
+  locked, and `write_record(db, previous, new)` runs only when `new.version` is greater than the stored one, so
+  a replayed, retried or late write of an older (or the same) version changes nothing. `write_record` is the
+  one place a record changes, with the previous record and the new one at hand: whatever must change in the
+  same transaction as a record (an outbox of events) is written there, in the same statement.
 - `change_parts` is a cancellation's read-modify-write (lock, change some parts' holds, add a history entry,
   write), in one transaction, so two cancellations of different parts never lose one another's change.
 - Reads: `load` (one record), `page` (a customer's or everyone's, newest first, keyset-paged on
@@ -38,19 +40,18 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    insert,
     select,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.bookings.models import BookingRecord, MarkParts, RecordInput
 from services.errors import InvalidRequest
-from services.events import append, events_for
-from services.ledger.transaction import ledger_transaction, read_transaction
+from services.events import append_with, events_for
+from services.ledger.statements import qualified
+from services.ledger.transaction import Driver, driver_transaction, ledger_transaction, read_transaction
 
 SCHEMA = "checkout"
 # The statuses a checkout never leaves on its own (retention only deletes these).
@@ -80,6 +81,17 @@ class Booking(Base):
 
 
 _T: Table = Booking.__table__  # type: ignore[assignment]
+_BOOKINGS = qualified(_T)
+_LOCK_SEED = 0x626F6F6B  # arbitrary, fixed: keeps these advisory locks apart from others on the same ids
+LOCK = f"SELECT pg_advisory_xact_lock(hashtextextended($1, {_LOCK_SEED}))"
+# JSON is sent and read as text: the statements do not depend on the driver's json codec.
+LOCKED_RECORD = f"""SELECT customer_id, status, version, view::text AS view, request::text AS request, created_at,
+    updated_at FROM {_BOOKINGS} WHERE checkout_id = $1"""
+INSERT_RECORD = f"""INSERT INTO {_BOOKINGS} (checkout_id, customer_id, status, version, view, request, created_at,
+    updated_at) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, now())"""
+# A write without the request keeps the one recorded.
+UPDATE_RECORD = f"""UPDATE {_BOOKINGS} SET customer_id = $2, status = $3, version = $4, view = $5::text::jsonb,
+    request = coalesce($6::text::jsonb, request), updated_at = now() WHERE checkout_id = $1"""
 
 
 def _record(row: Any) -> BookingRecord:
@@ -97,39 +109,46 @@ def _created_at(view: dict[str, Any]) -> datetime:
     return datetime.now(UTC)
 
 
-async def _locked(conn: AsyncConnection, checkout_id: str) -> BookingRecord | None:
+async def _locked(db: Driver, checkout_id: str) -> BookingRecord | None:
     """The record, with every other writer of this checkout kept out until the transaction ends. A transaction
-    advisory lock on the id, not a row lock: it serializes the first two writes too, when no row exists yet."""
-    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(checkout_id, _LOCK_SEED))))
-    row = (await conn.execute(select(_T).where(_T.c.checkout_id == checkout_id))).first()
-    return _record(row) if row is not None else None
+    advisory lock on the id, not a row lock: it serializes the first two writes too, when no row exists yet. The
+    read is a statement of its own, after the lock is granted: a statement's snapshot is taken when it starts,
+    so one that also waited for the lock could read the record as it was before the writer it waited for."""
+    await db.fetchval(LOCK, checkout_id)
+    row = await db.fetchrow(LOCKED_RECORD, checkout_id)
+    if row is None:
+        return None
+    return BookingRecord(
+        checkout_id=checkout_id, customer_id=row["customer_id"], status=row["status"], version=row["version"],
+        view=json.loads(row["view"]), request=json.loads(row["request"]) if row["request"] is not None else None,
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
 
 
-async def write_record(conn: AsyncConnection, previous: BookingRecord | None, new: RecordInput) -> None:
+async def write_record(db: Driver, previous: BookingRecord | None, new: RecordInput) -> None:
     """THE write of a record, in the caller's transaction, the previous record (None: the first) at hand.
 
     Callers hold the checkout's lock and have checked that `new` is newer (`record_change`, `change_parts`).
-    Anything that must commit or roll back with a record's change (the events outbox) is appended here."""
-    values: dict[str, Any] = {
-        "customer_id": new.customer_id, "status": new.status, "version": new.version, "view": new.view,
-        "updated_at": func.now(),
-    }
-    if new.request is not None:
-        values["request"] = new.request
+    Anything that must commit or roll back with a record's change (the events outbox) is written here, in the
+    record's own statement (the transaction's last: the outbox's counter lock is held from there to the commit)."""
+    view = json.dumps(new.view)
+    request = json.dumps(new.request) if new.request is not None else None
     if previous is None:
-        await conn.execute(insert(_T).values(checkout_id=new.checkout_id, created_at=_created_at(new.view), **values))
+        change = INSERT_RECORD
+        arguments: list[object] = [new.checkout_id, new.customer_id, new.status, new.version, view, request,
+                                   _created_at(new.view)]
     else:
-        await conn.execute(update(_T).where(_T.c.checkout_id == new.checkout_id).values(**values))
-    # Last: the outbox takes its ids from a counter row whose lock is held until this transaction commits.
-    await append(conn, events_for(previous.view if previous is not None else None, new.view))
+        change = UPDATE_RECORD
+        arguments = [new.checkout_id, new.customer_id, new.status, new.version, view, request]
+    await append_with(db, change, arguments, events_for(previous.view if previous is not None else None, new.view))
 
 
-async def record_change(conn: AsyncConnection, new: RecordInput) -> bool:
+async def record_change(db: Driver, new: RecordInput) -> bool:
     """Write `new` if it is newer than the stored record, in the caller's transaction. True when written."""
-    previous = await _locked(conn, new.checkout_id)
+    previous = await _locked(db, new.checkout_id)
     if previous is not None and previous.version >= new.version:
         return False
-    await write_record(conn, previous, new)
+    await write_record(db, previous, new)
     return True
 
 
@@ -167,16 +186,16 @@ def changed_parts(previous: BookingRecord, change: MarkParts) -> RecordInput | N
 LIVE_HOLDS = ("ACTIVE", "CONFIRMED")
 
 
-async def change_parts(conn: AsyncConnection, change: MarkParts) -> BookingRecord | None:
+async def change_parts(db: Driver, change: MarkParts) -> BookingRecord | None:
     """A cancellation's change, read-modify-write under the checkout's lock, in the caller's transaction.
     Answers the record as it is afterwards (None: there is no record)."""
-    previous = await _locked(conn, change.checkout_id)
+    previous = await _locked(db, change.checkout_id)
     if previous is None:
         return None
     new = changed_parts(previous, change)
     if new is None:
         return previous
-    await write_record(conn, previous, new)
+    await write_record(db, previous, new)
     return BookingRecord(
         checkout_id=new.checkout_id, customer_id=new.customer_id, status=new.status, version=new.version,
         view=new.view, request=previous.request, created_at=previous.created_at, updated_at=previous.updated_at,
@@ -219,12 +238,12 @@ class BookingRecords:
 
     async def record(self, new: RecordInput) -> bool:
         """One write, in a transaction of its own (the saga's activity). True when it changed the record."""
-        async with ledger_transaction(self.engine) as conn:
-            return await record_change(conn, new)
+        async with driver_transaction(self.engine) as db:
+            return await record_change(db, new)
 
     async def change_parts(self, change: MarkParts) -> BookingRecord | None:
-        async with ledger_transaction(self.engine) as conn:
-            return await change_parts(conn, change)
+        async with driver_transaction(self.engine) as db:
+            return await change_parts(db, change)
 
     async def load(self, checkout_id: str) -> BookingRecord | None:
         async with read_transaction(self.engine) as conn:
@@ -263,7 +282,5 @@ class BookingRecords:
             )
         return int(result.rowcount or 0)
 
-
-_LOCK_SEED = 0x626F6F6B  # arbitrary, fixed: keeps these advisory locks apart from others on the same ids
 
 

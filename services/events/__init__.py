@@ -2,7 +2,8 @@
 webhook relay that pushes it (docs/events.md).
 
 - `events_for(previous, current)`: the events a change of a checkout's view makes (model.py).
-- `append(conn, events)`: write them in the caller's transaction, with ids in commit order (outbox.py).
+- `append(db, events)`: write them in the caller's transaction, with ids in commit order; `append_with`: the
+  caller's last write and the events in one statement (outbox.py).
 - `read_after(engine, after, limit)`: the feed's page (outbox.py).
 - `Deliveries`: webhook delivery state shared by relays (deliveries.py); `Relay`: the sender (relay.py).
 
@@ -10,6 +11,6 @@ Nothing here imports workflows/ or api/: views are JSON dicts.
 """
 
 from services.events.model import Event, EventType, events_for
-from services.events.outbox import append, read_after
+from services.events.outbox import append, append_with, read_after
 
-__all__ = ["Event", "EventType", "append", "events_for", "read_after"]
+__all__ = ["Event", "EventType", "append", "append_with", "events_for", "read_after"]

@@ -1,7 +1,9 @@
 """The outbox: events written in the caller's transaction, with ids in commit order.
 
-`append(conn, events)` writes into `checkout.events` on the caller's open SQLAlchemy connection, inside the caller's
-transaction (the booking record's): the change and its events commit together or not at all.
+`append(db, events)` writes into `checkout.events` on the caller's asyncpg connection, inside the caller's open
+transaction (services.ledger.transaction.driver_transaction); `append_with(db, change, arguments, events)` sends the
+caller's last write (the booking record's) and the events as one statement. Either way the change and its events
+commit together or not at all.
 
 Ids in commit order. A reader of `GET /v1/events?after=<id>` must be able to trust that nothing will ever commit
 below an id it has passed. A sequence does not give that: two transactions take 10 and 11, the one with 11 commits
@@ -28,15 +30,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.events.model import Event, EventType
 from services.ledger.statements import qualified
-from services.ledger.transaction import pooled_driver
+from services.ledger.transaction import Driver, pooled_driver
 
 SCHEMA = "checkout"
 NOTIFY_CHANNEL = "booking_events"
@@ -104,49 +107,69 @@ COUNTER = qualified(EventCounter.__table__)
 ENDPOINTS = qualified(WebhookEndpoint.__table__)
 DELIVERIES = qualified(WebhookDelivery.__table__)
 
-# One statement: take `n` ids from the counter (its row lock is held to the end of the caller's transaction), write
-# the events with them, and notify the relay. A key already written (the same change written again) is skipped;
-# its id stays unused, a gap readers never wait for.
-_APPEND = text(f"""
-WITH counter AS (
-    UPDATE {COUNTER} SET last_id = last_id + :n WHERE one RETURNING last_id
+
+def _append_sql(first: int, change: str | None = None) -> str:
+    """One statement: take `n` ids from the counter (its row lock is held to the end of the caller's transaction),
+    write the events with them, and notify the relay; with `change`, that write runs as a CTE of the same
+    statement. Its 8 parameters are numbered from `first`. A key already written (the same change written again)
+    is skipped; its id stays unused, a gap readers never wait for."""
+    n, keys, types, checkout_ids, customer_ids, occurred, parts, datas = (f"${first + i}" for i in range(8))
+    before = f"change AS ({change}), " if change is not None else ""
+    return f"""
+WITH {before}counter AS (
+    UPDATE {COUNTER} SET last_id = last_id + {n}::integer WHERE one RETURNING last_id
 ), written AS (
     INSERT INTO {EVENTS} (id, key, type, checkout_id, customer_id, occurred_at, part, data)
-    SELECT counter.last_id - :n + e.ord, e.key, e.type, e.checkout_id, e.customer_id, e.occurred_at, e.part,
-           e.data::jsonb
-    FROM counter, unnest(CAST(:keys AS text[]), CAST(:types AS text[]), CAST(:checkout_ids AS text[]),
-                         CAST(:customer_ids AS text[]), CAST(:occurred AS timestamptz[]), CAST(:parts AS text[]),
-                         CAST(:datas AS text[]))
+    SELECT counter.last_id - {n}::integer + e.ord, e.key, e.type, e.checkout_id, e.customer_id, e.occurred_at,
+           e.part, e.data::jsonb
+    FROM counter, unnest({keys}::text[], {types}::text[], {checkout_ids}::text[], {customer_ids}::text[],
+                         {occurred}::timestamptz[], {parts}::text[], {datas}::text[])
         WITH ORDINALITY AS e(key, type, checkout_id, customer_id, occurred_at, part, data, ord)
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key
 )
-SELECT id, key, pg_notify('{NOTIFY_CHANNEL}', '') FROM written ORDER BY id
-""")
+SELECT id, key, pg_notify('{NOTIFY_CHANNEL}', '') FROM written ORDER BY id"""
+
+
+_APPEND = _append_sql(1)
 
 COLUMNS = "id, type, checkout_id, customer_id, occurred_at, part, data::text, recorded_at"
 READ_AFTER = f"SELECT {COLUMNS} FROM {EVENTS} WHERE id > $1 ORDER BY id LIMIT $2"
 
 
-async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Event]:
-    """Write `events` in the transaction open on `conn`; they commit with it. Call it LAST in the transaction
+async def append(db: Driver, events: Sequence[Event]) -> list[Event]:
+    """Write `events` in the transaction open on `db`; they commit with it. Call it LAST in the transaction
     (see the module docstring). Returns the events written, with their ids, in id order (an event whose key was
     already written is left out). Nothing is done for no events."""
     if not events:
         return []
+    keys, arguments = _arguments(events)
+    return _written(events, keys, await db.fetch(_APPEND, *arguments))
+
+
+async def append_with(db: Driver, change: str, arguments: Sequence[object], events: Sequence[Event]) -> list[Event]:
+    """`change` (a write with `len(arguments)` parameters, the transaction's last) and the append of `events`,
+    as ONE statement in the transaction open on `db`: a round trip less than the two apart. Answers as `append`;
+    with no events, `change` runs alone."""
+    if not events:
+        await db.execute(change, *arguments)
+        return []
+    keys, appended = _arguments(events)
+    statement = _append_sql(len(arguments) + 1, change)
+    return _written(events, keys, await db.fetch(statement, *arguments, *appended))
+
+
+def _arguments(events: Sequence[Event]) -> tuple[list[str], list[object]]:
     keys = [event.key or f"{event.checkout_id}:{event.type.value}:{event.occurred_at.isoformat()}"
             for event in events]
-    params = {
-        "n": len(events),
-        "keys": keys,
-        "types": [event.type.value for event in events],
-        "checkout_ids": [event.checkout_id for event in events],
-        "customer_ids": [event.customer_id for event in events],
-        "occurred": [event.occurred_at for event in events],
-        "parts": [event.part for event in events],
-        "datas": [json.dumps(event.data, default=str) for event in events],
-    }
-    rows = (await conn.execute(_APPEND, params)).all()
+    return keys, [
+        len(events), keys, [event.type.value for event in events], [event.checkout_id for event in events],
+        [event.customer_id for event in events], [event.occurred_at for event in events],
+        [event.part for event in events], [json.dumps(event.data, default=str) for event in events],
+    ]
+
+
+def _written(events: Sequence[Event], keys: list[str], rows: Sequence[Any]) -> list[Event]:
     by_key = {key: event for event, key in zip(events, keys, strict=True)}
     return [by_key[key].model_copy(update={"id": event_id, "key": key}) for event_id, key, _ in rows]
 

@@ -18,6 +18,7 @@ from services.bookings.models import MarkParts, RecordInput
 from services.bookings.records import BookingRecords, decode_cursor
 from services.db import create_engine
 from services.errors import HoldNotActive, InvalidRequest
+from services.events import EventType, read_after
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import build_services
 from services.types import HoldStatus
@@ -59,6 +60,26 @@ async def test_a_record_only_moves_forward(engine: AsyncEngine) -> None:
     stored = await records.load(checkout_id)
     assert stored is not None and stored.status == "CONFIRMED" and stored.version == 3
     assert stored.created_at == datetime.fromisoformat(held.view["history"][0]["at"])
+
+
+async def test_a_write_and_its_events_are_one_change(engine: AsyncEngine) -> None:
+    """The record and its events are written by one statement: each newer version adds its events, an older or
+    repeated one adds none, and a write without the request keeps the one recorded."""
+    records = BookingRecords(engine)
+    checkout_id, customer = unique("co"), unique("cust")
+    async with engine.connect() as conn:
+        start = int((await conn.execute(text("SELECT last_id FROM checkout.event_counter"))).scalar_one())
+    held = version(checkout_id, customer, ["PENDING", "HELD"])
+    held = held.model_copy(update={"request": {"customer_id": customer}})
+    confirmed = version(checkout_id, customer, ["PENDING", "HELD", "CONFIRMED"], datetime.fromisoformat(
+        held.view["history"][0]["at"]))
+    assert await records.record(held)
+    assert await records.record(confirmed)
+    assert not await records.record(held) and not await records.record(confirmed)
+    stored = await records.load(checkout_id)
+    assert stored is not None and stored.status == "CONFIRMED" and stored.request == {"customer_id": customer}
+    events = [e for e in await read_after(engine, start, 1000) if e.checkout_id == checkout_id]
+    assert [e.type for e in events] == [EventType.HELD, EventType.CONFIRMED]
 
 
 async def test_concurrent_first_writes_leave_the_newest(engine: AsyncEngine) -> None:

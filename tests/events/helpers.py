@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import Event, append, events_for
+from services.ledger.transaction import driver_transaction
 
 
 def view(checkout_id: str, status: str, statuses: list[str] | None = None,
@@ -32,8 +33,8 @@ def new_checkout_id() -> str:
 
 async def record_change(engine: AsyncEngine, previous: dict[str, Any] | None, current: dict[str, Any]) -> list[Event]:
     """What the record's transaction does, minus the record: its events appended, then commit."""
-    async with engine.begin() as conn:
-        return await append(conn, events_for(previous, current))
+    async with driver_transaction(engine) as db:
+        return await append(db, events_for(previous, current))
 
 
 def lifecycle(checkout_id: str) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:

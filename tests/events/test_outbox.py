@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import EventType, append, events_for, read_after
+from services.ledger.transaction import driver_transaction
 from tests.events.helpers import lifecycle, new_checkout_id, record_change, view
 
 
@@ -101,8 +102,8 @@ async def test_append_commits_with_the_transaction_and_a_rollback_leaves_nothing
     cid = new_checkout_id()
     start = await _last_id(engine)
     with pytest.raises(RuntimeError):
-        async with engine.begin() as conn:
-            await append(conn, events_for(None, view(cid, "HELD")))
+        async with driver_transaction(engine) as db:
+            await append(db, events_for(None, view(cid, "HELD")))
             raise RuntimeError("the record's write failed")
     assert [e for e in await read_after(engine, start, 100) if e.checkout_id == cid] == []
     written = []
@@ -129,17 +130,12 @@ async def test_a_later_writer_waits_for_the_earlier_one_to_commit(engine: AsyncE
     until A has committed, so a reader never passes A's id before A is visible."""
     start = await _last_id(engine)
     a_id, b_id = new_checkout_id(), new_checkout_id()
-    a_conn = await engine.connect()
-    try:
-        a_tx = await a_conn.begin()
-        (a_event,) = await append(a_conn, events_for(None, view(a_id, "HELD")))
+    async with driver_transaction(engine) as a_db:
+        (a_event,) = await append(a_db, events_for(None, view(a_id, "HELD")))
         b_task = asyncio.create_task(record_change(engine, None, view(b_id, "HELD")))
         await _until_a_writer_waits_for_a_lock(engine)
         assert not b_task.done()
         assert await read_after(engine, start, 100) == []  # A is not committed yet: nothing to pass
-        await a_tx.commit()
-    finally:
-        await a_conn.close()
     (b_event,) = await b_task
     assert a_event.id is not None and b_event.id is not None and b_event.id > a_event.id
     assert [e.checkout_id for e in await read_after(engine, start, 100)] == [a_id, b_id]
@@ -177,8 +173,8 @@ async def test_concurrent_writers_never_commit_below_what_a_reader_passed(engine
     async def writer(n: int) -> None:
         for _ in range(changes):
             cid = new_checkout_id()
-            async with engine.begin() as conn:
-                written = await append(conn, events_for(None, view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])))
+            async with driver_transaction(engine) as db:
+                written = await append(db, events_for(None, view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])))
                 # Work between the append and the commit widens every window a weaker design would have.
                 await asyncio.sleep(random.uniform(0, 0.004))
             committed.extend(e.id for e in written if e.id is not None)
