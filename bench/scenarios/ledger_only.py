@@ -41,7 +41,7 @@ _ORDERS = LedgerStatements.build(
 )
 CLAIM_KEY = _ORDERS.claim_key
 FIND_SKU = "SELECT id FROM orders.inventory WHERE sku = $1"
-TAKE_LINES = _ORDERS.take_lines
+TAKE_LINE = _ORDERS.take_line
 # The former transaction (before the lines were taken in one statement): the take, then the line, each a statement
 # and a round trip of its own, with the row locked between them. Bench only: the cut's "without it".
 FORMER_TAKE = """UPDATE orders.inventory SET held = held + $2, version = version + 1
@@ -70,8 +70,7 @@ def raw_sql(pool: asyncpg.Pool, expires_at: datetime) -> Hold:
     """Today's transaction on a bare asyncpg connection."""
 
     async def take(conn: asyncpg.Connection, key: str, inventory_id: int) -> bool:
-        rows = await conn.fetch(TAKE_LINES, key, [inventory_id], [1])
-        return bool(rows) and bool(rows[0]["taken"])
+        return await conn.fetchrow(TAKE_LINE, key, inventory_id, 1) is not None
 
     return _transaction(pool, expires_at, take)
 

@@ -31,6 +31,7 @@ from asyncpg import Record
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import (
+    Busy,
     DatabaseUnavailable,
     HoldNotActive,
     InvalidRequest,
@@ -285,8 +286,9 @@ class Ledger:
     async def _take(
         self, db: Driver, hold_key: str, lines: Sequence[LineRef], short_rows: list[RowState]
     ) -> list[tuple[RowState, HoldLine]]:
-        """Add every line to `held` and write the hold's lines in one statement (`take_lines`: all or nothing), or
-        raise Unavailable naming each short line (their rows go to `short_rows`), having changed nothing.
+        """Add every line to `held` and write the hold's lines in one statement (`take_line`, or `take_lines` for
+        more than one: all or nothing), or raise Unavailable naming each short line (their rows go to
+        `short_rows`), having changed nothing.
         Returns (row, the hold line with the row's price as it is now, which the recorded line copies)."""
         if not lines:
             raise InvalidRequest("a hold needs at least one line")
@@ -304,6 +306,16 @@ class Ledger:
                 else:
                     self._note_short(await self._row(db, line.inventory_id), line, shortages, short_rows)
             raise Unavailable(shortages)
+        if len(ordered) == 1:
+            line, inventory_id = ordered[0], ordered[0].inventory_id
+            row = await db.fetchrow(self._sql.take_line, hold_key, inventory_id, line.quantity)
+            if row is None:
+                shortages = []
+                self._note_short(await self._row(db, inventory_id), line, shortages, short_rows)
+                if not shortages:  # room again since the take found none (a release committed in between)
+                    raise Busy(f"{line.resource} changed while it was being held: try again")
+                raise Unavailable(shortages)
+            return [(self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"]))]
         rows = await db.fetch(
             self._sql.take_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
         )
