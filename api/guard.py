@@ -32,6 +32,9 @@ UNLIMITED_PATHS = frozenset({"/healthz"})
 # call there needs the operator token or the UI's path key, so an operator's page is never refused half-decoded.
 UNLIMITED_PREFIXES = (CODEC_PREFIX + "/",)
 _SINGLE = {b"authorization": "Authorization", b"idempotency-key": "Idempotency-Key"}
+# Set on a request the app's front (api/main.py `BookingApi`) already guarded and showed the sold-out lane: the
+# guard and the lane in the middleware stack behind it let it through, so nothing is checked or counted twice.
+FRONT_PASSED = "booking_saga.front_passed"
 
 
 class BodyTooLarge(Exception):
@@ -90,7 +93,7 @@ class RequestGuard:
         self.proxies: tuple[Network, ...] = parse_networks(settings.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or FRONT_PASSED in scope:
             await self.app(scope, receive, send)
             return
         state: AppState = scope["app"].state.booking

@@ -3,7 +3,8 @@ without a saga, and without FastAPI's routing, dependencies and exception layers
 attempt is and when it is sold out are api/admission.py's.
 
 Contract:
-- `SoldOutLane` (ASGI middleware, innermost of the app's middlewares) looks at POST /v1/checkouts only. It reads
+- `SoldOutLane` (ASGI middleware, innermost of the app's middlewares; and, for a request no middleware but the
+  guard would change, in front of them all: api/main.py `BookingApi`) looks at POST /v1/checkouts only. It reads
   the body, and when the request is one the route would accept (the same body model, Idempotency-Key pattern,
   caller, and the attempt built by `admission.attempt_of`) and the cache shows part of it short
   (`admission.sold_out_view`, the rule the route follows), it answers the route's 409 itself: the same problem
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import admission
 from api.deps import AppState
-from api.guard import read_body, replaying
+from api.guard import FRONT_PASSED, read_body, replaying
 from api.idempotency import IDEMPOTENCY_KEY_PATTERN
 from api.identity import bearer_token, request_caller
 from api.problems import ProblemError, answer_problem
@@ -53,7 +54,8 @@ class SoldOutLane:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != admission.CHECKOUTS_PATH:
+        if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != admission.CHECKOUTS_PATH
+                or FRONT_PASSED in scope):  # the front's lane looked already
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api import admission, sold_out
+from api.guard import RequestGuard
 from api.idempotency import checkout_id
 from api.sold_out import SoldOutLane
 from runtime.embedded import free_port, start_redis
@@ -391,3 +392,59 @@ async def test_a_failing_lane_leaves_the_sold_out_answer_to_the_route(
     assert stack.fast_rejections == before + 1
     assert not await stack.has_workflow(body["customer_id"], key)
     assert "the sold-out lane failed" in caplog.text
+
+
+async def test_the_lane_answers_in_front_of_the_middleware_stack(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an Origin header the guard and the lane answer before the framework's middlewares; with one, the
+    request takes the whole stack (CORS would wrap the answer), where the lane answers it alike."""
+    sku = unique("SKU")
+    await stack.put_item(sku, 0)  # the stack has served requests: its middleware stack is built
+    entered: list[str] = []
+    inner = stack.app.middleware_stack
+    assert inner is not None
+
+    async def counted(scope: Any, receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await inner(scope, receive, send)
+
+    monkeypatch.setattr(stack.app, "middleware_stack", counted)
+    before = stack.fast_rejections
+    in_front = await stack.checkout(*buyer(sku))
+    body, key = buyer(sku)
+    through = await stack.http.post("/v1/checkouts", json=body,
+                                    headers={"Idempotency-Key": key, "Origin": "https://shop.example"})
+
+    assert (in_front.status_code, through.status_code) == (409, 409)
+    assert entered == ["/v1/checkouts"]  # the second only
+    assert _headers(in_front) == _headers(through)
+    assert _headers(in_front)["content-type"] == "application/problem+json"
+    assert stack.fast_rejections == before + 2
+
+
+async def test_a_checkout_the_lane_leaves_to_the_route_is_guarded_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not sold out: the front's guard let it in, the lane looked, and the stack behind them checks nothing twice."""
+    guarded: list[str] = []
+    real = RequestGuard._header_problem
+
+    def counted(self: RequestGuard, counts: dict[bytes, int], lengths: list[bytes]) -> Any:
+        guarded.append("checked")
+        return real(self, counts, lengths)
+
+    sku = unique("SKU")
+    await stack.put_item(sku, 5)
+    monkeypatch.setattr(RequestGuard, "_header_problem", counted)
+    before = stack.fast_rejections
+    held = await stack.checkout(*buyer(sku))
+
+    assert held.status_code == 201, held.text
+    assert guarded == ["checked"]
+    assert stack.fast_rejections == before
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    """The answer's headers but the server's date and the body's own length."""
+    return {name: value for name, value in response.headers.items() if name not in ("date", "content-length")}
