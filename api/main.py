@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,9 +65,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.engine, settings.customer_active_checkouts_max, settings.customer_units_max,
             claim_lifetime(settings.hold_lifetime_max_seconds, settings.sweeper_grace_seconds),
         )
+    # What startup built (modules, models, clients, pools) lives as long as the process: kept out of the cyclic
+    # collector's passes, which would otherwise walk all of it again and again under a flood of small requests.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         await state.temporal.close()
         if state.cache is not None:
             await state.cache.aclose()
