@@ -35,6 +35,7 @@ from bench.scenarios import (
     latency,
     ledger_only,
     memory,
+    records,
     shapes,
     steps,
     throughput,
@@ -242,6 +243,10 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
         stack.database_url, None if postgres is None else postgres.pid, rate=saga_rate,
         seconds=webhooks.SECONDS[size.name])
     figures += cut_figures
+    log("record writes: the record's one-statement asyncpg write against the former SQLAlchemy write")
+    record_figures, details["record writes"] = await records.run(
+        stack.database_url, None if postgres is None else postgres.pid, size)
+    figures += record_figures
 
     rss_after = {name: stack.rss_mib(name) for name in ("api", "workers")}
     memory_figures, details["memory"] = memory.figures(rss_at_start, rss_after)

@@ -61,7 +61,7 @@ STOP_SECONDS = 30.0
 SECRET = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789ab").decode()
 
 
-def _view(checkout_id: str, status: str, statuses: list[str]) -> dict[str, object]:
+def view(checkout_id: str, status: str, statuses: list[str]) -> dict[str, object]:
     now = datetime.now(UTC).isoformat()
     return {"checkout_id": checkout_id, "customer_id": "bench", "request_hash": "h", "status": status,
             "expires_at": None, "unavailable": [], "alternatives": [], "error": None,
@@ -183,8 +183,8 @@ async def _write(engine: AsyncEngine, rate: float, seconds: float, prefix: str) 
 
     async def checkout(n: int) -> None:
         cid = f"{prefix}{uuid.uuid4().hex[:12]}"
-        held = _view(cid, "HELD", ["PENDING", "HELD"])
-        confirmed = _view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
+        held = view(cid, "HELD", ["PENDING", "HELD"])
+        confirmed = view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
         events = n % 2 == 0
         times = with_events if events else without
         times.append(await _timed(engine, None, held, events))

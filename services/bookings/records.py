@@ -82,8 +82,8 @@ class Booking(Base):
 
 _T: Table = Booking.__table__  # type: ignore[assignment]
 _BOOKINGS = qualified(_T)
-_LOCK_SEED = 0x626F6F6B  # arbitrary, fixed: keeps these advisory locks apart from others on the same ids
-LOCK = f"SELECT pg_advisory_xact_lock(hashtextextended($1, {_LOCK_SEED}))"
+LOCK_SEED = 0x626F6F6B  # arbitrary, fixed: keeps these advisory locks apart from others on the same ids
+LOCK = f"SELECT pg_advisory_xact_lock(hashtextextended($1, {LOCK_SEED}))"
 # JSON is sent and read as text: the statements do not depend on the driver's json codec.
 LOCKED_RECORD = f"""SELECT customer_id, status, version, view::text AS view, request::text AS request, created_at,
     updated_at FROM {_BOOKINGS} WHERE checkout_id = $1"""

@@ -19,7 +19,7 @@ from bench.sizes import LEVELS, SIZES
 pytestmark = [pytest.mark.slow, pytest.mark.devserver, pytest.mark.timeout(900)]
 
 SCENARIOS = ("floor vs real", "latency", "steps", "flash sale", "http floor", "ledger only", "hot row",
-             "cancelling sales", "webhooks", "memory")
+             "cancelling sales", "webhooks", "record writes", "memory")
 
 
 def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
@@ -126,6 +126,9 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     assert set(hot) == {"services", "raw", "former"}  # the former transaction: the one-statement take's "without"
     assert all(side["holds"] > 0 and side["lock_samples"] > 0 for side in hot.values()), hot
     assert set(scenarios["ledger only"]["per_second"]) == {"services", "raw", "former"}
+    # The record write's cut: both arms wrote every checkout twice, nothing failed.
+    records = scenarios["record writes"]
+    assert records["failures"] == 0 and records["writes"]["today"] == records["writes"]["former"] > 0
     floor = scenarios["http floor"]
     assert floor["other_statuses"] == {"sold-out lane": [], "bare ASGI": []}
     cancelled = scenarios["cancelling sales"]
