@@ -97,8 +97,9 @@ class BookingApi(FastAPI):
     through costs every one of them. The front is the stack's own order for such a request, minus layers that
     would not change it: it is used only when every middleware is one that lets it through untouched (the shop's
     CORS adds `Vary: Origin` even without an Origin, so with CORS configured there is no front), without a root
-    path, FastAPI's own telemetry or the tracing instrumentation; an unexpected error still gets the app's 500. A
-    request the lane does not answer goes on through the whole stack, its guard and lane letting it through.
+    path, FastAPI's own body limit or telemetry, or the tracing instrumentation; an unexpected error still gets the
+    app's 500. A request the lane does not answer goes on through the whole stack, its guard and lane letting it
+    through.
     """
 
     _front: ASGIApp | None = None
@@ -126,6 +127,8 @@ class BookingApi(FastAPI):
         if not kinds <= _FRONT_SAFE or SoldOutLane not in kinds or RequestGuard not in kinds:
             return None
         if getattr(self, "_is_instrumented_by_opentelemetry", False):  # runtime/tracing.py: every request a span
+            return None
+        if self.max_body_size is not None:  # FastAPI's own body limit would read every body: the guard's is ours
             return None
         error_handler = None
         for key, value in self.exception_handlers.items():  # the one Starlette gives its own error middleware
