@@ -67,6 +67,17 @@ async def post(client: httpx.AsyncClient, body: dict[str, Any], key: str | None 
     return await client.post("/v1/checkouts", json=body, headers={"Idempotency-Key": key or unique("key")})
 
 
+async def post_until_answered(client: httpx.AsyncClient, body: dict[str, Any], key: str) -> httpx.Response:
+    """The same request again after a 503, as its problem says to (ten claims of one customer queue on its row: on
+    a loaded machine one may wait past the lock timeout); any other answer is the answer."""
+    for _ in range(5):
+        response = await post(client, body, key)
+        if response.status_code != 503:
+            return response
+        await asyncio.sleep(0.2)
+    return response
+
+
 async def held(client: httpx.AsyncClient, sku: str) -> int:
     response = await client.get(f"/v1/items/{sku}/availability")
     assert response.status_code == 200, response.text
@@ -114,7 +125,7 @@ async def test_ten_concurrent_checkouts_of_one_customer_three_held(
 ) -> None:
     customer, sku = unique("cust"), await new_sku(client)
     keys = [unique("key") for _ in range(10)]
-    responses = await asyncio.gather(*(post(client, order(customer, sku), key) for key in keys))
+    responses = await asyncio.gather(*(post_until_answered(client, order(customer, sku), key) for key in keys))
     placed = [r for r in responses if r.status_code == 201]
     refused = [r for r in responses if r.status_code != 201]
     assert len(placed) == ACTIVE_MAX, [r.text for r in responses]
