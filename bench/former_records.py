@@ -10,17 +10,15 @@ same run. Nothing outside bench/ uses this module.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.bookings.models import RecordInput
-from services.bookings.records import LOCK_SEED, Booking
+from services.bookings.records import LOCK_SEED, Booking, created_at_of
 from services.events import events_for
-from services.events.outbox import COUNTER, EVENTS, NOTIFY_CHANNEL
+from services.events.outbox import COUNTER, EVENTS, NOTIFY_CHANNEL, append_arguments
 from services.ledger.transaction import ledger_transaction
 
 _T: Table = Booking.__table__  # type: ignore[assignment]
@@ -42,6 +40,10 @@ SELECT id, key, pg_notify('{NOTIFY_CHANNEL}', '') FROM written ORDER BY id
 """)
 
 
+# FORMER_APPEND's parameters, in append_arguments' order.
+FORMER_APPEND_NAMES = ("n", "keys", "types", "checkout_ids", "customer_ids", "occurred", "parts", "datas")
+
+
 async def former_record(engine: AsyncEngine, new: RecordInput) -> bool:
     """The former `BookingRecords.record`: True when it changed the record."""
     async with ledger_transaction(engine) as conn:
@@ -56,18 +58,12 @@ async def former_record(engine: AsyncEngine, new: RecordInput) -> bool:
         if new.request is not None:
             values["request"] = new.request
         if row is None:
-            history = new.view.get("history") or [{}]
-            created = datetime.fromisoformat(str(history[0]["at"])) if history[0].get("at") else datetime.now(UTC)
-            await conn.execute(insert(_T).values(checkout_id=new.checkout_id, created_at=created, **values))
+            await conn.execute(insert(_T).values(checkout_id=new.checkout_id, created_at=created_at_of(new.view),
+                                                 **values))
         else:
             await conn.execute(update(_T).where(_T.c.checkout_id == new.checkout_id).values(**values))
         events = events_for(row.view if row is not None else None, new.view)
         if events:
-            await conn.execute(FORMER_APPEND, {
-                "n": len(events),
-                "keys": [e.key or f"{e.checkout_id}:{e.type.value}:{e.occurred_at.isoformat()}" for e in events],
-                "types": [e.type.value for e in events], "checkout_ids": [e.checkout_id for e in events],
-                "customer_ids": [e.customer_id for e in events], "occurred": [e.occurred_at for e in events],
-                "parts": [e.part for e in events], "datas": [json.dumps(e.data, default=str) for e in events],
-            })
+            _, arguments = append_arguments(events)
+            await conn.execute(FORMER_APPEND, dict(zip(FORMER_APPEND_NAMES, arguments, strict=True)))
     return True

@@ -101,7 +101,7 @@ def _record(row: Any) -> BookingRecord:
     )
 
 
-def _created_at(view: dict[str, Any]) -> datetime:
+def created_at_of(view: dict[str, Any]) -> datetime:
     """The checkout's first status change: the same on every write, whoever writes first."""
     history = view.get("history") or []
     if history and history[0].get("at"):
@@ -136,7 +136,7 @@ async def write_record(db: Driver, previous: BookingRecord | None, new: RecordIn
     if previous is None:
         change = INSERT_RECORD
         arguments: list[object] = [new.checkout_id, new.customer_id, new.status, new.version, view, request,
-                                   _created_at(new.view)]
+                                   created_at_of(new.view)]
     else:
         change = UPDATE_RECORD
         arguments = [new.checkout_id, new.customer_id, new.status, new.version, view, request]

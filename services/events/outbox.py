@@ -143,7 +143,7 @@ async def append(db: Driver, events: Sequence[Event]) -> list[Event]:
     already written is left out). Nothing is done for no events."""
     if not events:
         return []
-    keys, arguments = _arguments(events)
+    keys, arguments = append_arguments(events)
     return _written(events, keys, await db.fetch(_APPEND, *arguments))
 
 
@@ -154,12 +154,14 @@ async def append_with(db: Driver, change: str, arguments: Sequence[object], even
     if not events:
         await db.execute(change, *arguments)
         return []
-    keys, appended = _arguments(events)
+    keys, appended = append_arguments(events)
     statement = _append_sql(len(arguments) + 1, change)
     return _written(events, keys, await db.fetch(statement, *arguments, *appended))
 
 
-def _arguments(events: Sequence[Event]) -> tuple[list[str], list[object]]:
+def append_arguments(events: Sequence[Event]) -> tuple[list[str], list[object]]:
+    """The events' keys, and the append's 8 parameters in order (n, keys, types, checkout ids, customer ids,
+    occurred_at, parts, data as JSON text)."""
     keys = [event.key or f"{event.checkout_id}:{event.type.value}:{event.occurred_at.isoformat()}"
             for event in events]
     return keys, [

@@ -315,18 +315,13 @@ class Ledger:
                 if not shortages:  # room again since the take found none (a release committed in between)
                     raise Busy(f"{line.resource} changed while it was being held: try again")
                 raise Unavailable(shortages)
-            return [(self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"]))]
+            return [self._taken(row, line)]
         rows = await db.fetch(
             self._sql.take_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
         )
         found = {row["id"]: row for row in rows}
         if rows and rows[0]["taken"]:
-            taken: list[tuple[RowState, HoldLine]] = []
-            for line in ordered:
-                row = found[line.inventory_id]
-                taken.append((self._state(row), _line(row["resource"], line.quantity, row["unit_price"],
-                                                      row["currency"])))
-            return taken
+            return [self._taken(found[line.inventory_id], line) for line in ordered]
         shortages = []
         for line in ordered:
             row = found.get(line.inventory_id)
@@ -335,6 +330,10 @@ class Ledger:
             else:
                 self._note_short(self._state(row), line, shortages, short_rows)
         raise Unavailable(shortages)
+
+    def _taken(self, row: Record, line: LineRef) -> tuple[RowState, HoldLine]:
+        """A taken line: its row's counters after the take, and the hold line with the row's price."""
+        return self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"])
 
     async def _row(self, db: Driver, inventory_id: int) -> RowState:
         return self._state(await db.fetchrow(self._sql.row, inventory_id))
