@@ -5,7 +5,11 @@ lock_timeout and error translation stay in services.ledger.transaction.
 
 Every operation is one transaction, idempotent by hold key, and never reads in one transaction what it
 writes in another. Row locks are always taken in the same order, so two ledger calls cannot deadlock:
-first the one `holds` row of the key, then inventory rows by ascending id.
+first the one `holds` row of the key, then inventory rows by ascending id. One exception: `hold` first tries the
+whole hold as one statement (a new key with room on every line: the commonest hold, in 2 round trips instead of
+the transaction's 5), which locks the rows first and claims the key last. Only a call on the same key can wait on
+that key, i.e. a duplicate delivery of the same hold running at the same moment; PostgreSQL then fails one of the
+two (deadlock detected: Busy, retried) and the other's outcome stands.
 
 Outcomes of a duplicate delivery of `hold` (same key again, whatever the request):
   ACTIVE or CONFIRMED -> the recorded HoldResult (status says which);
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from asyncpg import Record
+from asyncpg import Record, UniqueViolationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.errors import (
@@ -70,8 +74,8 @@ class LineRef:
     quantity: int
 
 
-# Maps a request to its lines, inside the hold's transaction; raises UnknownResource for unknown ids.
-# Reads only: it runs before the statement that takes the lines.
+# Maps a request to its lines; raises UnknownResource for unknown ids. Reads only: it runs before the statement that
+# takes the lines, first on its own (`Ledger._hold_at_once`), then, if that placed nothing, in the hold's transaction.
 Resolver = Callable[[Driver], Awaitable[list[LineRef]]]
 
 
@@ -135,6 +139,50 @@ class Ledger:
 
     async def hold(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
         _check_key(hold_key)
+        taken = await self._hold_at_once(hold_key, resolve, expires_at)
+        if taken is None:
+            return await self._hold_in_transaction(hold_key, resolve, expires_at)
+        self.publish_soon([state for state, _ in taken])
+        return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [line for _, line in taken])
+
+    async def _hold_at_once(
+        self, hold_key: str, resolve: Resolver, expires_at: datetime
+    ) -> list[tuple[RowState, HoldLine]] | None:
+        """The commonest hold (a new key, room on every line) in one statement outside a transaction block:
+        2 round trips (the request's rows, then `hold_line` or `hold_lines`) where the transaction takes 5.
+        None when it wrote nothing: a known key, a short or missing row, an unknown resource, a concurrent claim
+        of the key. The transaction then decides and records the outcome (REJECTED, the recorded answer), as it
+        always did: this path only ever commits a hold whose every line was taken."""
+        async with pooled_driver(self.engine) as db:
+            try:
+                lines = await resolve(db)  # reads only
+            except LedgerError:
+                # A refusal (an unknown or departed row), or a request only a known key may make (a saga's task
+                # run again): the transaction asks again only for a new key, and records a refusal.
+                return None
+            if not lines or any(line.inventory_id is None or line.quantity < 1 for line in lines):
+                return None
+            ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
+            try:
+                if len(ordered) == 1:
+                    rows = await db.fetch(
+                        self._sql.hold_line, hold_key, ordered[0].inventory_id, ordered[0].quantity, expires_at
+                    )
+                else:
+                    rows = await db.fetch(
+                        self._sql.hold_lines, hold_key, [ln.inventory_id for ln in ordered],
+                        [ln.quantity for ln in ordered], expires_at,
+                    )
+            except UniqueViolationError:  # the key was claimed meanwhile: nothing of this statement stays
+                return None
+        if not rows:
+            return None
+        found = {row["id"]: row for row in rows}
+        return [self._taken(found[line.inventory_id], line) for line in ordered]
+
+    async def _hold_in_transaction(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
+        """Every hold `_hold_at_once` did not place: the key claimed first, then the lines, or the refusal
+        recorded under the key (REJECTED), or a known key's recorded answer."""
         sql = self._sql
         refusal: Unavailable | UnknownResource | None = None
         taken: list[tuple[RowState, HoldLine]] = []

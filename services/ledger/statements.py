@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import FromClause, Table
 from sqlalchemy.dialects import postgresql
 
+from services.ledger.transaction import LOCK_TIMEOUT
 from services.types import HoldStatus
 
 _PREPARER = postgresql.dialect().identifier_preparer
@@ -37,6 +38,59 @@ def _status(status: HoldStatus) -> str:
 
 
 ACTIVE = _status(HoldStatus.ACTIVE)
+# The ledger transaction's lock_timeout (services.ledger.transaction), for a statement that runs without one:
+# set_config(..., true) lasts until the statement's implicit transaction ends.
+_BOUNDED = f"bounded AS (SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true) AS lock_timeout)"
+
+
+def _new_key(holds: str) -> str:
+    """The extra condition of a hold outside a transaction: the key is new, and the lock wait is bounded."""
+    return f"""AND NOT EXISTS (SELECT FROM {holds} WHERE hold_key = $1)
+                    AND (SELECT lock_timeout FROM bounded) IS NOT NULL"""
+
+
+def _take_line(inv: str, lines: str, guard: str = "") -> str:
+    """CTEs `taken` and `added` of one line: $1 key, $2 inventory id, $3 quantity."""
+    return f"""taken AS (
+                    UPDATE {inv} SET held = held + $3, version = version + 1
+                    WHERE id = $2 AND held + sold + $3 <= capacity {guard}
+                    RETURNING id, {ROW_COLUMNS}, unit_price, currency
+                ), added AS (
+                    INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
+                    SELECT $1, id, $3, unit_price, currency FROM taken
+                )"""
+
+
+def _take_lines(inv: str, lines: str, guard: str = "") -> str:
+    """CTEs of several lines, all or nothing: $1 key, $2 inventory ids, $3 quantities. `locked` takes the rows'
+    locks in ascending id (the one lock order; a FOR UPDATE CTE is never inlined, and `room`, which `taken` joins,
+    reads all of it first) and sees each row as last committed; `taken` raises `held` only when every row has
+    room (the CHECK on the counters stands behind it), and `added` writes the lines with the rows' prices as they
+    are under those locks. A short row changes nothing, so nothing is left to undo (no savepoint)."""
+    return f"""wanted AS (
+                    SELECT t.id, t.quantity FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity)
+                ), locked AS (
+                    SELECT id, {ROW_COLUMNS} FROM {inv} WHERE id = ANY($2::bigint[]) {guard}
+                    ORDER BY id FOR UPDATE
+                ), room AS (
+                    SELECT count(*) = 0 AS ok FROM wanted w LEFT JOIN locked l ON l.id = w.id
+                    WHERE l.id IS NULL OR l.held + l.sold + w.quantity > l.capacity
+                ), taken AS (
+                    UPDATE {inv} i SET held = i.held + w.quantity, version = i.version + 1
+                    FROM wanted w, room WHERE i.id = w.id AND room.ok
+                    RETURNING i.id, {_prefixed("i", ROW_COLUMNS)}, i.unit_price, i.currency
+                ), added AS (
+                    INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
+                    SELECT $1, t.id, w.quantity, t.unit_price, t.currency FROM taken t JOIN wanted w ON w.id = t.id
+                )"""
+
+
+def _claim_taken(holds: str) -> str:
+    """CTE `claimed`: the key ACTIVE until $4, written only when `taken` took the lines."""
+    return f"""claimed AS (
+                    INSERT INTO {holds} (hold_key, status, expires_at)
+                    SELECT $1, {ACTIVE}, $4::timestamptz WHERE EXISTS (SELECT FROM taken)
+                )"""
 
 
 @dataclass(frozen=True)
@@ -45,6 +99,8 @@ class LedgerStatements:
     claim_key: str
     take_line: str
     take_lines: str
+    hold_line: str
+    hold_lines: str
     row: str
     reject: str
     # confirm, release, expire
@@ -82,39 +138,23 @@ class LedgerStatements:
             # One line (a seat class, a single sku), in one statement: the row's `held` raised if it has room, and the
             # line written with the row's price as it is under the lock that UPDATE holds. No row: short, nothing
             # written. Lighter than `take_lines` (no array, no sort, no second lock pass) for the commonest hold.
-            take_line=f"""WITH taken AS (
-                    UPDATE {inv} SET held = held + $3, version = version + 1
-                    WHERE id = $2 AND held + sold + $3 <= capacity
-                    RETURNING id, {ROW_COLUMNS}, unit_price, currency
-                ), added AS (
-                    INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
-                    SELECT $1, id, $3, unit_price, currency FROM taken
-                )
-                SELECT * FROM taken""",
-            # The lines of a hold of more than one in one statement, all or nothing. `locked` takes the rows' locks
-            # in ascending id (the one lock order; a FOR UPDATE CTE is never inlined, and `room`, which `taken`
-            # joins, reads all of it first) and sees each row as last committed; `taken` raises `held` only when
-            # every row has room (the CHECK on the counters stands behind it), and `added` writes the lines with the
-            # rows' prices as they are under those locks. A short row changes nothing, so nothing is left to undo
-            # (no savepoint); the answer is then every row as locked, for the shortages.
-            take_lines=f"""WITH wanted AS (
-                    SELECT t.id, t.quantity FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity)
-                ), locked AS (
-                    SELECT id, {ROW_COLUMNS} FROM {inv} WHERE id = ANY($2::bigint[]) ORDER BY id FOR UPDATE
-                ), room AS (
-                    SELECT count(*) = 0 AS ok FROM wanted w LEFT JOIN locked l ON l.id = w.id
-                    WHERE l.id IS NULL OR l.held + l.sold + w.quantity > l.capacity
-                ), taken AS (
-                    UPDATE {inv} i SET held = i.held + w.quantity, version = i.version + 1
-                    FROM wanted w, room WHERE i.id = w.id AND room.ok
-                    RETURNING i.id, {_prefixed("i", ROW_COLUMNS)}, i.unit_price, i.currency
-                ), added AS (
-                    INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
-                    SELECT $1, t.id, w.quantity, t.unit_price, t.currency FROM taken t JOIN wanted w ON w.id = t.id
-                )
+            take_line=f"WITH {_take_line(inv, lines)} SELECT * FROM taken",
+            # The lines of a hold of more than one in one statement, all or nothing (see `_take_lines`); the answer
+            # is every row taken, or, when one is short, every row as locked, for the shortages.
+            take_lines=f"""WITH {_take_lines(inv, lines)}
                 SELECT true AS taken, * FROM taken
                 UNION ALL
                 SELECT false, l.*, NULL, NULL FROM locked l, room WHERE NOT room.ok""",
+            # The commonest hold whole, in one statement outside a transaction block (PostgreSQL commits it alone):
+            # the lines taken as above, and the key claimed ACTIVE only if they were. No row answered: nothing was
+            # written (a known key, a short row), and the transaction (claim_key ...) decides and records the
+            # outcome. A concurrent claim of the same key fails the statement (unique violation), all of it.
+            # `bounded`: the transaction's lock_timeout, set for this statement's implicit transaction alone, before
+            # any lock is waited for.
+            hold_line=f"""WITH {_BOUNDED}, {_take_line(inv, lines, _new_key(h))}, {_claim_taken(h)}
+                SELECT * FROM taken""",
+            hold_lines=f"""WITH {_BOUNDED}, {_take_lines(inv, lines, _new_key(h))}, {_claim_taken(h)}
+                SELECT * FROM taken""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
                 reason = $2::text::jsonb WHERE hold_key = $1""",

@@ -1,0 +1,150 @@
+"""The hold in one statement (Ledger._hold_at_once), on real PostgreSQL: a new key with room on every line is
+placed without the transaction; everything else (a known key, a short, missing, unknown or departed row, a key
+claimed while the statement ran) leaves nothing of the statement behind and is the transaction's to answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.errors import Declined, HoldNotActive, Unavailable, UnknownResource
+from services.flight.schemas import FlightInventory, FlightRequest
+from services.flight.service import FlightService
+from services.ledger.ledger import Ledger
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
+from services.orders.service import OrdersService
+from services.registry import AnyService
+from services.types import HoldResult, HoldStatus
+from services.wallet.schemas import WalletBody, WalletRequest
+from services.wallet.service import WalletService
+from tests.ledger.helpers import assert_ledger_clean, later, unique
+
+
+@pytest.fixture
+def transactions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The hold keys the transaction answered (it still answers them)."""
+    answered: list[str] = []
+    in_transaction = Ledger._hold_in_transaction
+
+    async def counted(self: Ledger, hold_key: str, *args: object) -> HoldResult:
+        answered.append(hold_key)
+        return await in_transaction(self, hold_key, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "_hold_in_transaction", counted)
+    yield answered
+
+
+def items(*lines: tuple[str, int]) -> ItemsRequest:
+    return ItemsRequest(items=[ItemLine(sku=sku, quantity=quantity) for sku, quantity in lines])
+
+
+async def test_new_keys_with_room_are_placed_without_the_transaction(
+    orders: OrdersService, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    one, two = unique("SKU-1"), unique("SKU-2")
+    await orders.upsert(one, ItemInventory(stock=5, price=1_250, currency="EUR"))
+    await orders.upsert(two, ItemInventory(stock=5))
+    single, basket = unique("wf") + ":orders", unique("wf") + ":orders"
+    held = await orders.hold(single, items((one, 2)), later())
+    assert held.status is HoldStatus.ACTIVE
+    assert [(line.resource, line.quantity, line.amount) for line in held.lines] == [(one, 2, 2_500)]
+    held = await orders.hold(basket, items((two, 1), (one, 1)), later())
+    assert sorted((line.resource, line.quantity) for line in held.lines) == sorted([(one, 1), (two, 1)])
+    assert transactions == []
+    assert (await orders.availability(one)).held == 3
+    assert (await orders.availability(two)).held == 1
+    # The duplicate of a placed key is the transaction's: it answers the recorded hold and moves nothing.
+    assert (await orders.hold(single, items((one, 2)), later())).status is HoldStatus.ACTIVE
+    assert transactions == [single]
+    assert (await orders.availability(one)).held == 3
+    await assert_ledger_clean(services)
+
+
+async def test_refusals_are_the_transactions_and_recorded(
+    orders: OrdersService, flight: FlightService, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    sku, scarce = unique("SKU"), unique("SKU-scarce")
+    await orders.upsert(sku, ItemInventory(stock=1))
+    await orders.upsert(scarce, ItemInventory(stock=1))
+    short, basket, unknown = (unique("wf") + ":orders" for _ in range(3))
+    with pytest.raises(Unavailable):
+        await orders.hold(short, items((sku, 2)), later())
+    with pytest.raises(Unavailable):  # a basket with one short line takes neither
+        await orders.hold(basket, items((sku, 1), (scarce, 2)), later())
+    with pytest.raises(UnknownResource):
+        await orders.hold(unknown, items((unique("SKU-none"), 1)), later())
+    flight_id = unique("FL")
+    await flight.upsert(flight_id, FlightInventory(
+        origin="CDG", destination="BCN", departs_at=datetime.now(UTC) - timedelta(hours=1), seats={"economy": 3}
+    ))
+    departed = unique("wf") + ":flight"
+    with pytest.raises(Unavailable) as gone:
+        await flight.hold(departed, FlightRequest(flight_id=flight_id, seat_class="economy", seats=1), later())
+    assert [shortage.reason for shortage in gone.value.shortages] == ["departed"]
+    assert transactions == [short, basket, unknown, departed]
+    # Each refusal is recorded under its key: a duplicate is refused again, even with room now.
+    await orders.upsert(sku, ItemInventory(stock=10))
+    with pytest.raises(Unavailable):
+        await orders.hold(short, items((sku, 2)), later())
+    assert (await orders.availability(sku)).held == 0
+    assert (await orders.availability(scarce)).held == 0
+    await assert_ledger_clean(services)
+
+
+async def test_a_wallet_task_run_again_gets_its_recorded_authorization(
+    services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    """A saga's task run again asks with the request it has not derived yet (no amount): only a known key may, and
+    it answers as recorded; for a new key the same request is refused and records nothing."""
+    wallet = services["wallet"]
+    assert isinstance(wallet, WalletService)
+    customer = unique("cust")
+    await wallet.upsert(customer, WalletBody(currency="EUR", balance=10_000))
+    key = unique("wf") + ":wallet"
+    paid = WalletRequest(customer_id=customer, amount=4_000, currency="EUR")
+    assert (await wallet.hold(key, paid, later())).status is HoldStatus.ACTIVE
+    again = await wallet.hold(key, WalletRequest(), later())
+    assert again.status is HoldStatus.ACTIVE
+    assert [line.quantity for line in again.lines] == [4_000]
+    with pytest.raises(Declined):
+        await wallet.hold(unique("wf") + ":wallet", paid.model_copy(update={"amount": 10_001}), later())
+    assert transactions[0] == key
+    await assert_ledger_clean(services)
+
+
+async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
+    orders: OrdersService, engine: AsyncEngine, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    """The statement takes the row, then waits on the key another call is claiming (here: a release's tombstone,
+    not yet committed). Once that commits, the statement fails whole (the row's take undone with it) and the
+    transaction answers: released before it was held, so never held."""
+    sku = unique("SKU")
+    await orders.upsert(sku, ItemInventory(stock=5))
+    key = unique("wf") + ":orders"
+    async with engine.connect() as releasing:
+        await releasing.execute(
+            text("""INSERT INTO orders.holds (hold_key, status, reason) VALUES (:key, 'RELEASED', '{}')"""),
+            {"key": key},
+        )
+        hold = asyncio.create_task(orders.hold(key, items((sku, 1)), later()))
+        async with engine.connect() as watching:
+            for _ in range(400):  # until the statement waits on the key (it gives up after its lock_timeout)
+                waiting = await watching.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :marker"
+                ), {"marker": "%set_config('lock_timeout'%orders.holds%"})
+                if waiting or hold.done():
+                    break
+                await asyncio.sleep(0.005)
+        assert waiting == 1
+        await releasing.commit()
+    with pytest.raises(HoldNotActive) as refused:
+        await hold
+    assert refused.value.status is HoldStatus.RELEASED
+    assert transactions == [key]
+    assert (await orders.availability(sku)).held == 0
+    await assert_ledger_clean(services)
