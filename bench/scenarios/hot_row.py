@@ -1,8 +1,8 @@
 """The hot row: `hot_buyers` buyers at once, all holding one unit of the same sku (a large stock), through services/
-(OrdersService.hold) against the same transaction in raw SQL (bench/scenarios/ledger_only.py's, statement for
-statement), and the share of the buyers' time spent waiting for a lock. A third side, the former transaction in raw
-SQL (the line written by a statement of its own, the row locked meanwhile), measures the cut that took the line
-into the take's statement.
+(OrdersService.hold) against the same hold in raw SQL (bench/scenarios/ledger_only.py's, statement for statement),
+and the share of the buyers' time spent waiting for a lock. A third side, the former transaction in raw SQL (the
+row locked from the take until a COMMIT a round trip later), measures the cut that made a new key's hold one
+statement.
 
 Every buyer has a connection of its own on every side, so the buyers queue on the row's lock, not on a pool.
 Each side's connections are opened before its round and closed after it (the sides never hold more than
@@ -130,7 +130,7 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
                baseline=rates["raw"], baseline_name="raw SQL", target_kind="ratio_at_least", target=TARGET_RATIO),
         Figure(SCENARIO, "share of buyer time in lock waits, services/", 100 * services.lock_share(buyers), "%",
                baseline=100 * raw.lock_share(buyers), baseline_name="raw SQL"),
-        Figure(SCENARIO, "cut: raw SQL holds/s, the line taken in the same statement", rates["raw"], "/s",
+        Figure(SCENARIO, "cut: raw SQL holds/s, a new key's hold in one statement", rates["raw"], "/s",
                baseline=rates["former"], baseline_name="the former transaction, raw SQL"),
         Figure(SCENARIO, "cut: share of buyer time in lock waits, raw SQL", 100 * raw.lock_share(buyers), "%",
                baseline=100 * former.lock_share(buyers), baseline_name="the former transaction, raw SQL"),
