@@ -169,9 +169,9 @@ async def _measure_steps(stack: BenchStack, api: BenchApi, client: Client, hooks
 
 
 def _profiled(stack: BenchStack, out: Path, shape: Shape) -> contextlib.AbstractContextManager[None]:
-    """py-spy on the API and workers during each shape's checkouts (BENCH_PROFILE=1): the floors' profiles beside
-    the real ones show what the real checkout adds."""
-    return profiling.sampling(_pids(stack, ("api", "workers")), out, f"checkouts-{shape.key}")
+    """py-spy on the API and workers (and the relay, in a shape with webhooks) during each shape's checkouts
+    (BENCH_PROFILE=1): the floors' profiles beside the real ones show what the real checkout adds."""
+    return profiling.sampling(_pids(stack, ("api", "workers", "relay")), out, f"checkouts-{shape.key}")
 
 
 async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figure], dict[str, Any]]:
