@@ -13,7 +13,8 @@ writes the outbox in every real shape; what delivering them costs a checkout (th
 workers, to this module's receiver) is the "webhooks and relay" step (bench/scenarios/steps.py).
 
 `measure_round_trips` runs the same load through relays on today's statements and on the former ones
-(bench/former_relay.py), in the same run: the cut that made each relay statement one round trip, measured.
+(bench/former_relay.py), with httpx logging each request, and with sniffio missing, in the same run: each cut to
+the relay, measured.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import importlib.abc
+import importlib.machinery
 import json
 import logging
 import math
@@ -31,10 +34,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -132,16 +137,17 @@ async def measure_round_trips(
     a drift through the run weighs on both sides alike). CPU per delivered event: the relay's (this process; the
     writers run in another) and PostgreSQL's with its backends (the writers' statements included: the same in
     every arm)."""
-    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "logging": []}
+    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "logging": [], "no sniffio": []}
     httpx_log = logging.getLogger("httpx")
-    for name in ("one round trip", "former", "logging", "one round trip"):
+    for name in ("one round trip", "former", "logging", "no sniffio", "one round trip"):
         kind = FormerDeliveries if name == "former" else Deliveries
         quiet = httpx_log.level
         if name == "logging":
             httpx_log.setLevel(logging.INFO)
         try:
-            arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
-                                            postgres_pid=postgres_pid, writers_apart=True))
+            with _without_sniffio() if name == "no sniffio" else contextlib.nullcontext():
+                arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
+                                                postgres_pid=postgres_pid, writers_apart=True))
         finally:
             httpx_log.setLevel(quiet)
 
@@ -163,6 +169,8 @@ async def measure_round_trips(
                baseline=lag("former", 50), baseline_name=base),
         Figure(SCENARIO, "cut: relay CPU per event, no log line per request", per_event("one round trip", "bench"),
                "ms", baseline=per_event("logging", "bench"), baseline_name="httpx logging each request, same load"),
+        Figure(SCENARIO, "cut: relay CPU per event, sniffio installed", per_event("one round trip", "bench"),
+               "ms", baseline=per_event("no sniffio", "bench"), baseline_name="sniffio missing, same load"),
         Figure(SCENARIO, "cut: events not delivered", float(sum(run.missing for runs in arms.values()
                                                                 for run in runs)), "events",
                target_kind="at_most", target=0),
@@ -173,6 +181,32 @@ async def measure_round_trips(
         for name, runs in arms.items()
     }
     return figures, details
+
+
+class _NoSniffio(importlib.abc.MetaPathFinder):
+    """`import sniffio` fails as it does where sniffio is not installed: after a search of the whole path."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "sniffio":
+            return None
+        importlib.machinery.PathFinder.find_spec("sniffio_not_installed", path)  # the search a missing one costs
+        raise ModuleNotFoundError("No module named 'sniffio'", name=fullname)
+
+
+@contextlib.contextmanager
+def _without_sniffio() -> Iterator[None]:
+    """The relay in this process as it ran before sniffio was a dependency (pyproject.toml says why)."""
+    installed = sys.modules.pop("sniffio", None)
+    blocker = _NoSniffio()
+    sys.meta_path.insert(0, blocker)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(blocker)
+        if installed is not None:
+            sys.modules["sniffio"] = installed
 
 
 async def _write(engine: AsyncEngine, rate: float, seconds: float, prefix: str) -> tuple[list[float], list[float]]:

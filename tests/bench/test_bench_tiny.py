@@ -80,10 +80,10 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     by_name = {f["name"]: f for f in figures}
     assert by_name["cut: events not delivered"]["value"] == 0
     for name in ("cut: relay CPU per event", "cut: PostgreSQL CPU per event",
-                 "cut: relay CPU per event, no log line per request"):
+                 "cut: relay CPU per event, no log line per request", "cut: relay CPU per event, sniffio installed"):
         assert by_name[name]["value"] > 0 and by_name[name]["baseline"] > 0, by_name[name]
     arms = results["scenarios"]["relay round trips"]
-    assert [len(arms["one round trip"]), len(arms["former"]), len(arms["logging"])] == [2, 1, 1]
+    assert [len(arms[arm]) for arm in ("one round trip", "former", "logging", "no sniffio")] == [2, 1, 1, 1]
     assert all(run["events"] > 0 for runs in arms.values() for run in runs)
 
     # The whole booking: every checkout placed and paid (a wallet hold in its answer, and its customer's wallet
