@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -145,6 +146,9 @@ class BookingApi(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     start_checks(settings, "api")  # UnsafeSettings (a RuntimeError) names what is unsafe, unless ALLOW_INSECURE
@@ -154,6 +158,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Tracing is runtime/tracing.py's (OTEL_EXPORTER_OTLP_ENDPOINT, the instrumentation's server span). FastAPI's
+        # own telemetry stays off: on, it asks OpenTelemetry's global providers on every request whether one is
+        # set, some of every sold-out answer's CPU, and with tracing on it would make spans of its own beside those.
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     app.state.booking = AppState(
         settings=settings, metrics=Metrics(), temporal=TemporalLink(settings),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from opentelemetry import metrics, trace
+
 from api.main import BookingApi, create_app
 from runtime.embedded import free_port
 from settings import Settings
@@ -41,3 +44,19 @@ def test_no_front_where_a_layer_would_change_the_answer() -> None:
     without_lane = app()
     without_lane.user_middleware = [m for m in without_lane.user_middleware if m.cls.__name__ != "SoldOutLane"]
     assert without_lane._front_for(checkout()) is None
+
+
+def test_choosing_the_front_asks_no_telemetry_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's own telemetry is off (tracing is runtime/tracing.py's), so a checkout asks none of
+    OpenTelemetry's global providers whether one is set: with it on, every sold-out answer did, twice."""
+    asked: list[str] = []
+    for module, getter in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider")):
+        def counted(real: Any = getattr(module, getter), name: str = getter) -> Any:
+            asked.append(name)
+            return real()
+
+        monkeypatch.setattr(module, getter, counted)
+    built = app()
+    for _ in range(3):
+        assert built._front_for(checkout()) is not None
+    assert asked == []
