@@ -88,6 +88,11 @@ def _line(resource: str, quantity: int, unit_price: int | None, currency: str | 
     )
 
 
+def _in_lock_order(lines: Sequence[LineRef]) -> list[LineRef]:
+    """Ascending inventory id (the ledger's one lock order), lines whose row does not exist first."""
+    return sorted(lines, key=lambda ln: ln.inventory_id or 0)
+
+
 def _check_key(hold_key: str) -> None:
     if not hold_key or len(hold_key) > MAX_HOLD_KEY_LENGTH:
         raise InvalidRequest(f"a hold key must have 1 to {MAX_HOLD_KEY_LENGTH} characters")
@@ -162,7 +167,7 @@ class Ledger:
                 return None
             if not lines or any(line.inventory_id is None or line.quantity < 1 for line in lines):
                 return None
-            ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
+            ordered = _in_lock_order(lines)
             try:
                 if len(ordered) == 1:
                     rows = await db.fetch(
@@ -342,8 +347,7 @@ class Ledger:
             raise InvalidRequest("a hold needs at least one line")
         if any(line.quantity < 1 for line in lines):
             raise InvalidRequest("a hold line needs a positive quantity")
-        # Ascending inventory id, rows that do not exist first: the order shortages are named in.
-        ordered = sorted(lines, key=lambda ln: ln.inventory_id or 0)
+        ordered = _in_lock_order(lines)  # rows that do not exist first: the order shortages are named in
         if ordered[0].inventory_id is None:
             # Part of the request is not on sale: refused without locking anything; the other lines are only
             # reported, from their rows as they are.
