@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.errors import Declined, HoldNotActive, Unavailable, UnknownResource
+from services.errors import Busy, Declined, HoldNotActive, Unavailable, UnknownResource
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
 from services.ledger.ledger import Ledger
@@ -147,4 +147,25 @@ async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
     assert refused.value.status is HoldStatus.RELEASED
     assert transactions == [key]
     assert (await orders.availability(sku)).held == 0
+    await assert_ledger_clean(services)
+
+
+async def test_a_basket_on_a_locked_row_is_busy_and_takes_nothing(
+    orders: OrdersService, engine: AsyncEngine, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    """The statement's own lock_timeout bounds a basket's wait as the transaction's bounds it: Busy, nothing taken,
+    and the same key holds once the row is free."""
+    free, locked = unique("SKU-free"), unique("SKU-locked")
+    await orders.upsert(free, ItemInventory(stock=5))
+    await orders.upsert(locked, ItemInventory(stock=5))
+    key = unique("wf") + ":orders"
+    async with engine.connect() as blocker:
+        await blocker.execute(text("SELECT 1 FROM orders.inventory WHERE sku = :sku FOR UPDATE"), {"sku": locked})
+        with pytest.raises(Busy):
+            await orders.hold(key, items((free, 1), (locked, 1)), later())
+        await blocker.rollback()
+    assert (await orders.availability(free)).held == 0
+    assert transactions == []  # the statement gave up on its own lock wait: the transaction was never asked
+    assert (await orders.hold(key, items((free, 1), (locked, 1)), later())).status is HoldStatus.ACTIVE
+    assert [(await orders.availability(sku)).held for sku in (free, locked)] == [1, 1]
     await assert_ledger_clean(services)
