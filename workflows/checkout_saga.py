@@ -61,6 +61,12 @@ CLAIMS_PATCH = "release-customer-claim"
 CLAIM_FAILURE_PATCH = "claim-release-failure-logged"
 STAGES_PATCH = "participant-stages"
 RECORD_PATCH = "booking-record"
+# A release that finds its hold sold gives the sale back. Only this saga confirms its keys, so such a sale came from
+# a run of its own workflow task that the server never kept: a local activity (a confirm) runs before its task
+# completes, and a server that restarts meanwhile loses the task and the update in it, after which the history
+# can decide otherwise (the hold expires, the customer cancels). Before this patch that release failed for good
+# (NEEDS_ATTENTION, with stock sold that no checkout owns).
+UNRECORDED_SALE_PATCH = "unrecorded-sale-given-back"
 # How much later than the customer's expiry the ledgers are told: room for the holds' placement to be slow.
 PLACEMENT_SLACK = timedelta(seconds=60)
 # A stuck compensation is retried this often even without an operator's signal.
@@ -448,7 +454,26 @@ class CheckoutSaga:
                 pass
 
     async def _release(self, service: str) -> None:
-        self._state.holds[service] = await self._steps.release(service)
+        self._state.holds[service] = await self._release_hold(service)
+
+    async def _release_hold(self, service: str) -> HoldResult:
+        """Release one hold. One found sold was confirmed by a run of this saga's task that the history never
+        kept (see UNRECORDED_SALE_PATCH): the history says not sold, so the sale is given back, a payment's
+        capture refunded whole (by a key of its own: a retry refunds nothing twice)."""
+        try:
+            return await self._steps.release(service)
+        except (ActivityError, FailureError) as error:
+            if not _sold_already(error) or not workflow.patched(UNRECORDED_SALE_PATCH):
+                raise
+            workflow.logger.warning("%s of %s was sold by a task the history never kept: giving it back",
+                                    service, self._params.checkout_id)
+        if not participant(service).refunds:
+            return await self._steps.return_sale(service)
+        refund = await self._steps.refund(service, f"{self._steps.hold_key(service)}:refund:unrecorded-sale")
+        held = self._state.holds.get(service)
+        if held is None:  # the hold's own answer was lost too: what the refund says is all there is
+            return HoldResult(hold_key=refund.hold_key, service=service, status=HoldStatus.RETURNED)
+        return held.model_copy(update={"status": HoldStatus.RETURNED})
 
     # -- updates, query, signal ---------------------------------------------------------------------------------
 
@@ -517,7 +542,7 @@ class CheckoutSaga:
         return self._state.view()
 
     async def _release_parts(self, parts: list[str]) -> list[HoldResult]:
-        return list(await asyncio.gather(*(self._steps.release(p) for p in parts)))
+        return list(await asyncio.gather(*(self._release_hold(p) for p in parts)))
 
     @cancel_parts.validator
     def _cancel_parts_allowed(self, params: CancelPartsInput) -> None:
@@ -618,6 +643,12 @@ def _already_released(error: BaseException | None) -> bool:
     """A hold answered "already released": this saga's own compensation ran in an earlier run of the task."""
     _, failure = ledger_failure(error)
     return isinstance(failure, HoldNotActive) and failure.status in (HoldStatus.RELEASED, HoldStatus.EXPIRED)
+
+
+def _sold_already(error: BaseException) -> bool:
+    """A release answered "this hold is sold"."""
+    _, failure = ledger_failure(error)
+    return isinstance(failure, HoldNotActive) and failure.status is HoldStatus.CONFIRMED
 
 
 def _outcome_dropped(task: asyncio.Task[Any]) -> None:

@@ -416,6 +416,30 @@ async def cancel_window_closed(
     return await _cancel_sale(client, settings, handle.id, [])
 
 
+async def unrecorded_sale(
+    client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
+):
+    """Two holds sold by a task the server lost (confirmed in the ledgers behind the history's back), then the
+    customer cancels: their sales are returned, the rest released, CANCELLED (unrecorded-sale-given-back)."""
+    inventory = await seed(services)
+    handle, view = await start_checkout(client, settings, inventory.request())
+    for service in ("flight", "orders"):
+        await services[service].real.confirm(f"{view.checkout_id}:{service}")
+    await handle.execute_update(CANCEL, result_type=CheckoutView)
+    return handle
+
+
+async def paid_unrecorded_sale(
+    client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
+):
+    """A paid checkout captured and confirmed by a task the server lost, then the hold expires: the capture is
+    refunded whole, the inventory returned, EXPIRED."""
+    handle, view = await _paid_checkout(client, settings, services, balance=50_000)
+    for service in ("wallet", "flight", "orders"):
+        await services[service].real.confirm(f"{view.checkout_id}:{service}")
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy": happy, "happy_attributes_at_start": happy_attributes_at_start,
     "rejected": rejected, "expired": expired, "cancelled": cancelled,
@@ -433,6 +457,7 @@ SCENARIOS: dict[str, Scenario] = {
     "recorded_happy": recorded_happy, "part_released": part_released, "sale_cancelled": sale_cancelled,
     "part_returned": part_returned, "cancel_window_closed": cancel_window_closed,
     "late_hold_failure": late_hold_failure,
+    "unrecorded_sale": unrecorded_sale, "paid_unrecorded_sale": paid_unrecorded_sale,
 }
 # Scenarios whose workers need the customers' claims, and one that fails to release them.
 REFUSING_CLAIMS = {"claim_release_failed"}

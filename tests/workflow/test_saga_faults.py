@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from services.errors import HoldNotActive
+from services.flight.schemas import FlightInventory, FlightRequest
+from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
+from services.types import HoldStatus
+from services.wallet.schemas import WalletBody, WalletQuery, WalletRequest
 from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
-from tests.workflow.helpers import counters, eventually, seed, start_checkout
+from tests.workflow.helpers import counters, eventually, seed, start_checkout, unique
 from workflows import search_attributes
 from workflows.models import (
+    CANCEL,
     CONFIRM,
     RETRY_COMPENSATION_SIGNAL,
     STATE_QUERY,
     UPDATE_REFUSED,
+    CheckoutRequest,
     CheckoutStatus,
     CheckoutView,
 )
@@ -131,4 +139,64 @@ async def test_workflow_cancel_releases_the_holds(
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
+
+
+# A confirm of this saga's that the history never kept: its local activity ran (the ledger sold the hold) in a
+# workflow task that the server lost with the update in it (a server restart). Simulated here by confirming the
+# saga's own keys in the ledgers directly while its history still says HELD; the chaos run meets the real thing.
+async def test_a_sale_the_history_never_kept_is_given_back_when_the_checkout_is_cancelled(
+    saga_client: Client, saga_settings: Settings, saga_services
+) -> None:
+    inventory = await seed(saga_services)
+    handle, view = await start_checkout(saga_client, saga_settings, inventory.request())
+    assert view.status == CheckoutStatus.HELD
+    for service in ("flight", "orders"):
+        await saga_services[service].real.confirm(f"{handle.id}:{service}")
+    assert await counters(saga_services, inventory) == {"flight": (0, 1), "hotel": (1, 0), "orders": (0, 1)}
+
+    cancelled = await handle.execute_update(CANCEL, result_type=CheckoutView)
+    assert cancelled.status == CheckoutStatus.CANCELLED, (cancelled.error, cancelled.history)
+    assert {h.service: h.status for h in cancelled.holds} == {
+        "flight": HoldStatus.RETURNED, "hotel": HoldStatus.RELEASED, "orders": HoldStatus.RETURNED,
+    }
+    assert CheckoutStatus.NEEDS_ATTENTION not in [change.status for change in cancelled.history]
+    assert saga_services["flight"].calls.get("return_sale") == saga_services["orders"].calls.get("return_sale") == 1
+    assert await counters(saga_services, inventory) == NOTHING_MOVED
+    await assert_ledger_clean(saga_services)
+
+
+async def test_a_paid_sale_the_history_never_kept_is_refunded_when_the_hold_expires(
+    saga_client: Client, saga_settings: Settings, saga_services, time_skipping_env: WorkflowEnvironment
+) -> None:
+    customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
+    await saga_services["flight"].upsert(flight_id, FlightInventory(
+        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
+        currency="EUR", fares={"economy": 10_000},
+    ))
+    await saga_services["orders"].upsert(sku, ItemInventory(stock=5, currency="EUR", price=2_000))
+    await saga_services["wallet"].upsert(customer, WalletBody(currency="EUR", balance=50_000))
+    request = CheckoutRequest.model_validate({
+        "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
+        "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
+    })
+    handle, view = await start_checkout(saga_client, saga_settings, request, hold_seconds=60)
+    assert view.status == CheckoutStatus.HELD, view.error
+    # The lost task's confirms: the payment captured first, then the inventory, as the saga orders them.
+    for service in ("wallet", "flight", "orders"):
+        await saga_services[service].real.confirm(f"{handle.id}:{service}")
+    account = await saga_services["wallet"].availability(customer, WalletQuery())
+    assert (account.authorized, account.captured) == (0, 12_000)
+
+    await _until(handle, CheckoutStatus.EXPIRED, time_skipping_env)
+    result = await handle.result()
+    assert result.status == CheckoutStatus.EXPIRED, (result.error, result.history)
+    assert {h.service: h.status for h in result.holds} == {
+        "flight": HoldStatus.RETURNED, "orders": HoldStatus.RETURNED, "wallet": HoldStatus.RETURNED,
+    }
+    account = await saga_services["wallet"].availability(customer, WalletQuery())
+    assert (account.authorized, account.captured, account.available) == (0, 0, 50_000)  # refunded once, whole
+    seats = (await saga_services["flight"].availability(flight_id)).seat_classes["economy"]
+    item = await saga_services["orders"].availability(sku)
+    assert (seats.held, seats.sold, item.held, item.sold) == (0, 0, 0, 0)
     await assert_ledger_clean(saga_services)
