@@ -55,6 +55,7 @@ class FaultyService:
     - fail_times[op] = n: the next n calls of `op` raise Busy (retryable) before touching the ledger.
     - hang_after_hold: hold commits, then does not answer until `unblock` is set (its result is lost).
     - hang_before_hold: hold waits until `unblock` is set, then reaches the ledger (a late delivery).
+    - hang_after_confirm: confirm commits, sets `confirmed`, then does not answer until `unblock` is set.
     - refuse = {op, ...}: every call of `op` fails with a non-retryable error (not a shortage) before the ledger.
     `clear()` (after every test) sets `unblock`: nothing stays hung into the next test.
     """
@@ -64,7 +65,9 @@ class FaultyService:
     refuse: set[str] = field(default_factory=set)
     hang_after_hold: bool = False
     hang_before_hold: bool = False
+    hang_after_confirm: bool = False
     unblock: asyncio.Event = field(default_factory=asyncio.Event)
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
     late_hold_outcome: list[object] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
 
@@ -75,9 +78,10 @@ class FaultyService:
     def clear(self) -> None:
         self.fail_times.clear()
         self.refuse.clear()
-        self.hang_after_hold = self.hang_before_hold = False
+        self.hang_after_hold = self.hang_before_hold = self.hang_after_confirm = False
         self.unblock.set()
         self.unblock = asyncio.Event()
+        self.confirmed = asyncio.Event()
         self.late_hold_outcome.clear()
         self.calls.clear()
 
@@ -107,7 +111,11 @@ class FaultyService:
 
     async def confirm(self, hold_key: str) -> HoldResult:
         self._enter("confirm")
-        return await self.real.confirm(hold_key)
+        result = await self.real.confirm(hold_key)
+        if self.hang_after_confirm:
+            self.confirmed.set()
+            await self.unblock.wait()
+        return result
 
     async def release(self, hold_key: str) -> HoldResult:
         self._enter("release")
