@@ -2,12 +2,13 @@
 
 Order, all on the same servers: the remote placement (API and workers started with every participant `remote`),
 its no-op floor then its real checkout; then the API restarted in the local placement, its no-op floor (the best
-shape's floor), the whole booking (rate limiter, webhooks and their relay, wallet payment on) and the plain real
-checkout, each at every concurrency level (bench/scenarios/shapes.py); then each step of the whole booking alone
-at one level, beside the plain real checkout (bench/scenarios/steps.py). Then, once
-each, in the local placement with the real workers: the flash sale, the HTTP floor (the sold-out lane against a bare
-ASGI app), the ledger alone, the hot row, cancelling sales and the webhooks; the processes' memory last. Every
-figure is reported beside a baseline from this same run; targets are checked and shown, never asserted.
+shape's floor) and the whole booking (rate limiter, webhooks and their relay, wallet payment on) in halves, floor,
+whole, whole, floor, then the plain real checkout, each at every concurrency level (bench/scenarios/shapes.py);
+then each step of the whole booking alone at one level, beside the plain real checkout (bench/scenarios/steps.py).
+Then, once each, in the local placement with the real workers: the flash sale, the HTTP floor (the sold-out lane
+against a bare ASGI app), the ledger alone, the hot row, cancelling sales and the webhooks; the processes' memory
+last. Every figure is reported beside a baseline from this same run; targets are checked and shown, never
+asserted.
 """
 
 from __future__ import annotations
@@ -130,25 +131,38 @@ async def _start_shape(stack: BenchStack, api: BenchApi, hooks: Hooks, size: Siz
 
 
 async def _measure(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size, out: Path,
-                   shape: Shape, cpu_seconds: dict[str, float], levels: tuple[int, ...] | None = None) -> ShapeRun:
-    with _profiled(stack, out, shape), cpu.busy(_pids(stack), cpu_seconds, trees=("postgres",)):
-        run = await shapes.measure(api, client, size, shape, levels=levels, meter=lambda: _meter(stack))
+                   shape: Shape, cpu_seconds: dict[str, float], levels: tuple[int, ...] | None = None,
+                   part: tuple[int, int] = (0, 1)) -> ShapeRun:
+    # The relay runs on through a shape's halves: what it delivered before this one is not this one's.
+    delivered_before = await asyncio.to_thread(hooks.delivered) if shape.webhooks else 0
+    with _profiled(stack, out, shape, part), cpu.busy(_pids(stack), cpu_seconds, trees=("postgres",)):
+        run = await shapes.measure(api, client, size, shape, levels=levels, meter=lambda: _meter(stack), part=part)
     if shape.webhooks:
-        run.webhooks_delivered = await hooks.wait_delivered(run.placed)
+        run.webhooks_delivered = await hooks.wait_delivered(delivered_before + run.placed) - delivered_before
     return run
 
 
 async def _measure_shapes(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size,
                           out: Path) -> tuple[dict[str, ShapeRun], dict[str, dict[str, float]]]:
-    """Every shape at every level; returns the runs and each one's CPU seconds per process."""
-    runs: dict[str, ShapeRun] = {}
+    """Every shape at every level, in shapes.ORDER (a shape named twice in halves, pooled); returns the runs and
+    each one's CPU seconds per process."""
+    halves: dict[str, list[ShapeRun]] = {}
     cpu_seconds: dict[str, dict[str, float]] = {}
-    for number, shape in enumerate(shapes.SHAPES):
+    previous: Shape | None = None
+    for number, shape in enumerate(shapes.ORDER):
+        part = (len(halves.get(shape.key, [])), shapes.ORDER.count(shape))
         log(f"{shape.label}: PARTICIPANT_PLACEMENTS all {shape.placement}, {'no-op' if shape.noop else 'real'} "
-            "workers")
-        await _start_shape(stack, api, hooks, size, shape, first=number == 0)
-        cpu_seconds[shape.key] = {}
-        runs[shape.key] = await _measure(stack, api, client, hooks, size, out, shape, cpu_seconds[shape.key])
+            f"workers{f', part {part[0] + 1} of {part[1]}' if part[1] > 1 else ''}")
+        if shape != previous:  # the same shape again right after itself runs on as it is
+            await _start_shape(stack, api, hooks, size, shape, first=number == 0)
+        previous = shape
+        used: dict[str, float] = {}
+        halves.setdefault(shape.key, []).append(
+            await _measure(stack, api, client, hooks, size, out, shape, used, part=part))
+        total = cpu_seconds.setdefault(shape.key, {})
+        for name, seconds in used.items():
+            total[name] = total.get(name, 0.0) + seconds
+    runs = {key: ShapeRun.pooled(parts[0].shape, parts) for key, parts in halves.items()}
     return runs, cpu_seconds
 
 
@@ -168,10 +182,13 @@ async def _measure_steps(stack: BenchStack, api: BenchApi, client: Client, hooks
     return runs, rss_at_start
 
 
-def _profiled(stack: BenchStack, out: Path, shape: Shape) -> contextlib.AbstractContextManager[None]:
+def _profiled(
+    stack: BenchStack, out: Path, shape: Shape, part: tuple[int, int]
+) -> contextlib.AbstractContextManager[None]:
     """py-spy on the API and workers (and the relay, in a shape with webhooks) during each shape's checkouts
     (BENCH_PROFILE=1): the floors' profiles beside the real ones show what the real checkout adds."""
-    return profiling.sampling(_pids(stack, ("api", "workers", "relay")), out, f"checkouts-{shape.key}")
+    name = f"checkouts-{shape.key}" + (f"-part{part[0] + 1}" if part[1] > 1 else "")
+    return profiling.sampling(_pids(stack, ("api", "workers", "relay")), out, name)
 
 
 async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figure], dict[str, Any]]:
@@ -191,7 +208,7 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     details["steps"] = {"level": shapes.STEP_LEVEL, "runs": {key: run.details() for key, run in step_runs.items()},
                         "table": steps.table(step_runs)}
     details["floor vs real"] = {
-        "order": [shape.key for shape in shapes.SHAPES],
+        "order": [shape.key for shape in shapes.ORDER],
         "shapes": {key: run.details() for key, run in runs.items()},
         "cpu_seconds": shape_cpu,
     }

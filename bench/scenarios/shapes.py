@@ -64,10 +64,14 @@ REAL_REMOTE = Shape("real_remote", "real, remote placement", "remote", noop=Fals
 REAL_LOCAL = Shape("real_local", "real, local placement", "local", noop=False)
 WHOLE_LOCAL = Shape("whole_local", "whole booking, local placement", "local", noop=False, rate_limit=True,
                     webhooks=True, paid=True)
-# Measurement order: one API restart between the placements; the remote real run right after its floor, the whole
-# booking (the one held to the targets) right after the best floor, then the plain real checkout, whose API the
-# per-step runs and the scenarios after them reuse.
 SHAPES = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, WHOLE_LOCAL, REAL_LOCAL)
+# Measurement order: one API restart between the placements; the remote real run right after its floor; the whole
+# booking (the one held to the targets) and the best floor in halves, floor, whole, whole, floor, so that a drift
+# through the run (the dev server's CPU per checkout grows as the held checkouts pile up in it) weighs on both
+# alike, where floor-then-whole charged all of it to the whole booking; then the plain real checkout, whose API the
+# per-step runs and the scenarios after them reuse. A shape named twice runs half of every level's checkouts each
+# time, and its figures pool its halves (`ShapeRun.pooled`).
+ORDER = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, WHOLE_LOCAL, WHOLE_LOCAL, FLOOR_LOCAL, REAL_LOCAL)
 # Each step of the whole booking alone, at STEP_LEVEL: (step, the run with it, the run without it), where STEP_PLAIN
 # stands for the plain real checkout. The codec is on in the plain checkout, so its pair is the plain run against
 # one with the codec off. The plain real checkout runs before the first step's run and after each one (the last
@@ -159,6 +163,17 @@ class Level:
         ms["total"] = round(sum(value for name, value in ms.items() if name != "bench"), 2)
         return ms
 
+    @classmethod
+    def pooled(cls, levels: list[Level]) -> Level:
+        """Runs of one level as one: every checkout over the time of all, CPU seconds added up."""
+        cpu: dict[str, float] = {}
+        for level in levels:
+            for name, seconds in level.cpu_seconds.items():
+                cpu[name] = cpu.get(name, 0.0) + seconds
+        return cls(levels[0].concurrency, sum(level.checkouts for level in levels),
+                   sum(level.seconds for level in levels), [answer for level in levels for answer in level.answers],
+                   cpu)
+
     def details(self) -> dict[str, Any]:
         return {
             "checkouts": self.checkouts,
@@ -185,6 +200,14 @@ class ShapeRun:
 
     def at(self, concurrency: int) -> Level:
         return self.levels[concurrency]
+
+    @classmethod
+    def pooled(cls, shape: Shape, runs: list[ShapeRun]) -> ShapeRun:
+        """Runs of `shape` (its halves) as one: each level pooled, counts added up, the last one's history."""
+        levels = {c: Level.pooled([run.levels[c] for run in runs if c in run.levels])
+                  for c in dict.fromkeys(c for run in runs for c in run.levels)}
+        return cls(shape, levels, runs[-1].history, sum(run.wallets_authorized for run in runs),
+                   sum(run.webhooks_delivered for run in runs))
 
     @property
     def checkouts(self) -> int:
@@ -224,16 +247,25 @@ async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
     return counts
 
 
+def share(checkouts: int, part: tuple[int, int]) -> int:
+    """Part `part[0]` of `part[1]` (numbered from 0) of a level's checkouts: the parts add up to `checkouts`."""
+    number, parts = part
+    return checkouts // parts + (1 if number < checkouts % parts else 0)
+
+
 async def measure(api: BenchApi, client: Client, size: Size, shape: Shape, *,
-                  levels: tuple[int, ...] | None = None, meter: Callable[[], Meter] | None = None) -> ShapeRun:
+                  levels: tuple[int, ...] | None = None, meter: Callable[[], Meter] | None = None,
+                  part: tuple[int, int] = (0, 1)) -> ShapeRun:
     """Each level in turn (`levels`, else every one of the size), lowest concurrency first, closed loop, on
     inventory of its own; a paid shape's customers get their wallets before the level's clock starts. `meter`:
-    the processes whose CPU is counted while each level's clock runs (none when None)."""
+    the processes whose CPU is counted while each level's clock runs (none when None). `part`: (n, of) runs
+    only the n-th share of each level's checkouts (`share`)."""
     measured: dict[int, Level] = {}
     wallets: list[tuple[str, Answer]] = []
-    for concurrency, checkouts in size.levels.items():
+    for concurrency, all_checkouts in size.levels.items():
         if levels is not None and concurrency not in levels:
             continue
+        checkouts = share(all_checkouts, part)
         async with api.client() as http:
             inventory = await api.create_inventory(http, priced=shape.paid)
             customers = [api.unique("cust") for _ in range(checkouts)]

@@ -23,14 +23,7 @@ SCENARIO = "steps"
 
 def _pooled(runs: dict[str, ShapeRun], plains: tuple[Shape, ...]) -> ShapeRun:
     """The plain runs `plains` as one: every checkout over the time of all."""
-    levels = [runs[shape.key].at(STEP_LEVEL) for shape in plains]
-    cpu: dict[str, float] = {}
-    for level in levels:
-        for name, seconds in level.cpu_seconds.items():
-            cpu[name] = cpu.get(name, 0.0) + seconds
-    pooled = Level(STEP_LEVEL, sum(level.checkouts for level in levels), sum(level.seconds for level in levels),
-                   [answer for level in levels for answer in level.answers], cpu)
-    return ShapeRun(STEP_PLAIN, {STEP_LEVEL: pooled}, {})
+    return ShapeRun(STEP_PLAIN, {STEP_LEVEL: Level.pooled([runs[shape.key].at(STEP_LEVEL) for shape in plains])}, {})
 
 
 def _pairs(runs: dict[str, ShapeRun]) -> list[tuple[str, ShapeRun, ShapeRun]]:

@@ -1,0 +1,33 @@
+"""The whole booking against its floor in halves, floor-whole-whole-floor, each shape's halves pooled."""
+
+from __future__ import annotations
+
+from bench.scenarios.shapes import FLOOR_LOCAL, ORDER, SHAPES, WHOLE_LOCAL, Level, ShapeRun, share
+
+
+def test_the_whole_booking_and_its_floor_run_in_halves_around_each_other() -> None:
+    assert set(ORDER) == set(SHAPES)
+    halves = [shape for shape in ORDER if shape in (FLOOR_LOCAL, WHOLE_LOCAL)]
+    assert halves == [FLOOR_LOCAL, WHOLE_LOCAL, WHOLE_LOCAL, FLOOR_LOCAL]
+    assert all(ORDER.count(shape) == 1 for shape in SHAPES if shape not in (FLOOR_LOCAL, WHOLE_LOCAL))
+
+
+def test_the_shares_of_a_level_add_up_to_it() -> None:
+    for checkouts in (0, 1, 3, 10, 151, 800):
+        for parts in (1, 2, 3):
+            shares = [share(checkouts, (n, parts)) for n in range(parts)]
+            assert sum(shares) == checkouts and max(shares) - min(shares) <= 1
+
+
+def test_a_shapes_halves_pool_into_one_run() -> None:
+    first = ShapeRun(WHOLE_LOCAL, {1: Level(1, 2, 1.0, [], {"api": 0.5}), 5: Level(5, 4, 2.0, [], {"api": 1.0})},
+                     {"local_activities": 4}, wallets_authorized=6, webhooks_delivered=6)
+    second = ShapeRun(WHOLE_LOCAL, {1: Level(1, 3, 1.5, [], {"api": 0.25, "relay": 0.1}),
+                                    5: Level(5, 5, 2.5, [], {"api": 2.0})},
+                      {"local_activities": 5}, wallets_authorized=8, webhooks_delivered=7)
+    pooled = ShapeRun.pooled(WHOLE_LOCAL, [first, second])
+    assert (pooled.at(1).checkouts, pooled.at(1).seconds, pooled.at(1).cpu_seconds) == (
+        5, 2.5, {"api": 0.75, "relay": 0.1})
+    assert (pooled.at(5).checkouts, pooled.at(5).seconds, pooled.at(5).cpu_seconds) == (9, 4.5, {"api": 3.0})
+    assert (pooled.wallets_authorized, pooled.webhooks_delivered) == (14, 13)
+    assert pooled.history == {"local_activities": 5}
