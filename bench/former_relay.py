@@ -1,17 +1,24 @@
-"""The relay's statements before the cut that made each of them one round trip: kept as that cut's baseline only.
+"""The relay's statements before the cut that made each of them one round trip, and its HTTP client before
+aiohttp (httpx): kept as those cuts' baselines only.
 
 Before, a relay round fanned out in a transaction (BEGIN, lock the endpoint's row, fan out, COMMIT: the endpoint's
 row locked and rewritten even with nothing new) and again until a fan-out found nothing, then leased; a 2xx was
 recorded in a transaction of two statements (BEGIN, DELETE, promote the next row, COMMIT), and every delivery was
 followed by such a round. The webhooks scenario
 (bench/scenarios/webhooks.py) runs the same load through a relay on these and on services/events/deliveries.py's,
-in the same run. Nothing outside bench/ uses this module.
+in the same run, and through a relay on `httpx_client`. Nothing outside bench/ uses this module.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+
 from services.events.deliveries import WRITE_PICKED, Deliveries, Leased, Recorded
 from services.events.outbox import DELIVERIES, ENDPOINTS, EVENTS
+from services.events.relay import Post, RelayConfig
 from services.ledger.transaction import driver_transaction
 
 LOCK_ENDPOINT = f"SELECT cursor FROM {ENDPOINTS} WHERE id = $1 FOR UPDATE SKIP LOCKED"
@@ -57,3 +64,17 @@ class FormerDeliveries(Deliveries):
                 await db.execute(PROMOTE, leased.endpoint_id, checkout_id)
         # The former relay ran a round (its fan-outs and a lease) after every delivery, whatever was waiting.
         return Recorded(recorded=checkout_id is not None, next_due=True)
+
+
+@contextlib.asynccontextmanager
+async def httpx_client(url: str, config: RelayConfig) -> AsyncIterator[Post]:
+    """The relay's client before aiohttp: httpx with its defaults, its log line per request quiet and sniffio
+    installed (the two earlier cuts to it), a pool of `concurrency` connections."""
+    slots = config.concurrency
+    limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots)
+    async with httpx.AsyncClient(timeout=config.timeout_seconds, limits=limits) as client:
+
+        async def post(body: bytes, headers: Mapping[str, str]) -> int:
+            return (await client.post(url, content=body, headers=headers)).status_code
+
+        yield post

@@ -254,7 +254,7 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     webhook_figures, details["webhooks"] = await webhooks.measure(
         stack.database_url, rate=saga_rate, seconds=webhooks.SECONDS[size.name])
     figures += webhook_figures
-    log("webhooks: the relay's one-round-trip statements against the former transactions, same load")
+    log("webhooks: the relay's cuts (one-round-trip statements, the aiohttp client) against their former selves")
     postgres = stack.process("postgres")
     cut_figures, details["relay round trips"] = await webhooks.measure_round_trips(
         stack.database_url, None if postgres is None else postgres.pid, rate=saga_rate,

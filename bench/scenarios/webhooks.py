@@ -13,8 +13,8 @@ writes the outbox in every real shape; what delivering them costs a checkout (th
 workers, to this module's receiver) is the "webhooks and relay" step (bench/scenarios/steps.py).
 
 `measure_round_trips` runs the same load through relays on today's statements and on the former ones
-(bench/former_relay.py), with httpx logging each request, and with sniffio missing, in the same run: each cut to
-the relay, measured.
+(bench/former_relay.py), and through one on the former HTTP client (httpx), in the same run: each cut to the relay,
+measured.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib.abc
-import importlib.machinery
 import json
-import logging
 import math
 import os
 import subprocess
@@ -34,25 +31,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import cpu
-from bench.former_relay import FormerDeliveries
+from bench.former_relay import FormerDeliveries, httpx_client
 from bench.results import Figure
 from bench.stats import percentile
 from runtime.embedded import free_port, wait_for_port
 from services.db import create_engine
 from services.events import append_with, events_for
 from services.events.deliveries import Deliveries
-from services.events.relay import Relay, RelayConfig
+from services.events.relay import Client, Relay, RelayConfig, endpoint_client
 from services.ledger.transaction import driver_transaction
 
 SCENARIO = "webhooks"
@@ -132,24 +127,17 @@ async def measure_round_trips(
     database_url: str, postgres_pid: int | None, *, rate: float = 30.0, seconds: float = 20.0
 ) -> tuple[list[Figure], dict[str, object]]:
     """Two cuts of the relay, each against its former self, the same load each: the one-round-trip statements
-    against the former transactions (bench/former_relay.py), and httpx's log line per request (quietened by
-    runtime/logs.py) written again. In the order today's, former, logging, today's (the two of today's pooled, so
-    a drift through the run weighs on both sides alike). CPU per delivered event: the relay's (this process; the
-    writers run in another) and PostgreSQL's with its backends (the writers' statements included: the same in
-    every arm)."""
-    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "logging": [], "no sniffio": []}
-    httpx_log = logging.getLogger("httpx")
-    for name in ("one round trip", "former", "logging", "no sniffio", "one round trip"):
-        kind = FormerDeliveries if name == "former" else Deliveries
-        quiet = httpx_log.level
-        if name == "logging":
-            httpx_log.setLevel(logging.INFO)
-        try:
-            with _without_sniffio() if name == "no sniffio" else contextlib.nullcontext():
-                arms[name].append(await deliver(database_url, rate=rate, seconds=seconds, deliveries=kind,
-                                                postgres_pid=postgres_pid, writers_apart=True))
-        finally:
-            httpx_log.setLevel(quiet)
+    against the former transactions (bench/former_relay.py), and the aiohttp client against httpx (as it ran
+    before: its log line per request quiet, sniffio installed). In the order today's, former, httpx, today's (the
+    two of today's pooled, so a drift through the run weighs on both sides alike). CPU per delivered event: the
+    relay's (this process; the writers run in another) and PostgreSQL's with its backends (the writers'
+    statements included: the same in every arm)."""
+    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "httpx": []}
+    for name in ("one round trip", "former", "httpx", "one round trip"):
+        arms[name].append(await deliver(
+            database_url, rate=rate, seconds=seconds, postgres_pid=postgres_pid, writers_apart=True,
+            deliveries=FormerDeliveries if name == "former" else Deliveries,
+            client=httpx_client if name == "httpx" else endpoint_client))
 
     def per_event(name: str, process: str) -> float:
         runs = arms[name]
@@ -167,10 +155,10 @@ async def measure_round_trips(
                baseline=per_event("former", "postgres"), baseline_name=base),
         Figure(SCENARIO, "cut: delivery lag p50 with one round trip", lag("one round trip", 50), "ms",
                baseline=lag("former", 50), baseline_name=base),
-        Figure(SCENARIO, "cut: relay CPU per event, no log line per request", per_event("one round trip", "bench"),
-               "ms", baseline=per_event("logging", "bench"), baseline_name="httpx logging each request, same load"),
-        Figure(SCENARIO, "cut: relay CPU per event, sniffio installed", per_event("one round trip", "bench"),
-               "ms", baseline=per_event("no sniffio", "bench"), baseline_name="sniffio missing, same load"),
+        Figure(SCENARIO, "cut: relay CPU per event, aiohttp client", per_event("one round trip", "bench"),
+               "ms", baseline=per_event("httpx", "bench"), baseline_name="the httpx client, same load"),
+        Figure(SCENARIO, "cut: delivery lag p50, aiohttp client", lag("one round trip", 50), "ms",
+               baseline=lag("httpx", 50), baseline_name="the httpx client, same load"),
         Figure(SCENARIO, "cut: events not delivered", float(sum(run.missing for runs in arms.values()
                                                                 for run in runs)), "events",
                target_kind="at_most", target=0),
@@ -181,32 +169,6 @@ async def measure_round_trips(
         for name, runs in arms.items()
     }
     return figures, details
-
-
-class _NoSniffio(importlib.abc.MetaPathFinder):
-    """`import sniffio` fails as it does where sniffio is not installed: after a search of the whole path."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "sniffio":
-            return None
-        importlib.machinery.PathFinder.find_spec("sniffio_not_installed", path)  # the search a missing one costs
-        raise ModuleNotFoundError("No module named 'sniffio'", name=fullname)
-
-
-@contextlib.contextmanager
-def _without_sniffio() -> Iterator[None]:
-    """The relay in this process as it ran before sniffio was a dependency (pyproject.toml says why)."""
-    installed = sys.modules.pop("sniffio", None)
-    blocker = _NoSniffio()
-    sys.meta_path.insert(0, blocker)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(blocker)
-        if installed is not None:
-            sys.modules["sniffio"] = installed
 
 
 async def _write(engine: AsyncEngine, rate: float, seconds: float, prefix: str) -> tuple[list[float], list[float]]:
@@ -246,6 +208,7 @@ async def _write_apart(database_url: str, rate: float, seconds: float, prefix: s
 async def deliver(
     database_url: str, *, rate: float, seconds: float, deliveries: type[Deliveries] = Deliveries,
     postgres_pid: int | None = None, writers_apart: bool = False,
+    client: Client = endpoint_client,
 ) -> Delivery:
     """Write events at `rate` checkouts per second for `seconds` while a relay on `deliveries` delivers them
     (the writers in this process, or with `writers_apart` in a process of their own)."""
@@ -259,6 +222,7 @@ async def deliver(
             await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_record (id bigserial PRIMARY KEY, view jsonb)"))
         relay = Relay(engine, RelayConfig(urls=(url,), secret=SECRET, poll_seconds=1.0))
         relay.deliveries = deliveries(engine)
+        relay.client = client
         recorded: dict[int, datetime] = {}
         expected: set[int] = set()
         all_in = asyncio.Event()

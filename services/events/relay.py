@@ -9,9 +9,11 @@ that keep order per checkout and make several relays safe). It runs again when a
 a delivery made its checkout's next event due, or freed a slot while more were waiting.
 
 A request: the event's JSON body; headers `webhook-id` (the event id), `webhook-timestamp`, `webhook-signature`
-made by the `standardwebhooks` library from `WEBHOOK_SECRET`. A 2xx answer within `timeout_seconds` is delivery;
-anything else is retried after an exponential backoff with jitter (`backoff_base_seconds` doubling per attempt up
-to `backoff_max_seconds`, each delay drawn between half and all of that), for `retry_hours`, then parked.
+made by the `standardwebhooks` library from `WEBHOOK_SECRET`; redirects are not followed, and a proxy from the
+environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) is used when one applies to the endpoint. A 2xx answer within
+`timeout_seconds` is delivery; anything else is retried after an exponential backoff with jitter
+(`backoff_base_seconds` doubling per attempt up to `backoff_max_seconds`, each delay drawn between half and all of
+that), for `retry_hours`, then parked.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import logging
 import os
 import random
 import socket
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
@@ -53,6 +57,10 @@ STATS_EVERY_SECONDS = 5.0
 UNSTICK_EVERY_ROUNDS = 6
 
 
+# An endpoint's client: POSTs a body with headers and answers the status code; raises when there is no answer.
+Post = Callable[[bytes, Mapping[str, str]], Awaitable[int]]
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     urls: tuple[str, ...]
@@ -68,6 +76,40 @@ class RelayConfig:
         """Seconds before attempt `attempt + 1`: exponential, capped, with jitter (half to all of it)."""
         ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(attempt - 1, 0))
         return random.uniform(ceiling / 2, ceiling)
+
+
+# Makes an endpoint's client for its loop, closed when the loop ends.
+Client = Callable[[str, RelayConfig], AbstractAsyncContextManager[Post]]
+
+
+def endpoint_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY or HTTP_PROXY, unless NO_PROXY excludes its host),
+    as curl and httpx would pick it. Looked up once per endpoint: aiohttp's own lookup (`trust_env`) reads the
+    environment again on every request, which costs more CPU than the request itself."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+@contextlib.asynccontextmanager
+async def endpoint_client(url: str, config: RelayConfig) -> AsyncIterator[Post]:
+    """One endpoint's HTTP client (aiohttp): a pool of `concurrency` keep-alive connections, `timeout_seconds`
+    for a whole request, no redirects followed (a 3xx is not delivery)."""
+    proxy = endpoint_proxy(url)
+    connector = aiohttp.TCPConnector(limit=config.concurrency)
+    timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def post(body: bytes, headers: Mapping[str, str]) -> int:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False, proxy=proxy) as answer:
+                # Read to the end: the connection then goes back to the pool instead of being closed.
+                await answer.read()
+                return answer.status
+
+        yield post
 
 
 def endpoint_label(url: str) -> str:
@@ -114,6 +156,8 @@ class Relay:
         self._stopping = asyncio.Event()
         # Called with (url, event id) after each recorded 2xx: the bench's and tests' hook.
         self.on_delivered: Callable[[str, int], None] | None = None
+        # Makes an endpoint's client: the bench's hook (its former-client arm).
+        self.client: Client = endpoint_client
 
     def wake(self) -> None:
         """New events may have committed (a NOTIFY, a replay, an unstick, a stop): every endpoint fans out."""
@@ -165,10 +209,8 @@ class Relay:
         # The ones waiting for an answer (a stop drops those; the others are writing their outcome: let them).
         posting: set[asyncio.Task[bool]] = set()
         lease_seconds = 2 * self.config.timeout_seconds + LEASE_MARGIN_SECONDS
-        slots = self.config.concurrency
-        limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots)
         down = False
-        async with httpx.AsyncClient(timeout=self.config.timeout_seconds, limits=limits) as client:
+        async with self.client(url, self.config) as post:
             try:
                 while not self._stopping.is_set():
                     signal.event.clear()
@@ -183,7 +225,7 @@ class Relay:
                             leased = await self.deliveries.lease(endpoint_id, self.owner, free, lease_seconds)
                             backlog = len(leased) == free
                             for item in leased:
-                                task = asyncio.create_task(self._deliver(client, url, label, item, posting))
+                                task = asyncio.create_task(self._deliver(post, url, label, item, posting))
                                 in_flight.add(task)
                                 task.add_done_callback(finished)
                         if down:
@@ -227,7 +269,7 @@ class Relay:
         }
 
     async def _deliver(
-        self, client: httpx.AsyncClient, url: str, label: str, item: Leased, posting: set[asyncio.Task[bool]]
+        self, post: Post, url: str, label: str, item: Leased, posting: set[asyncio.Task[bool]]
     ) -> bool:
         """POST one event and record the outcome; True when that made the checkout's next event due."""
         event = item.event
@@ -239,12 +281,12 @@ class Relay:
         posting.add(this)
         try:
             async with asyncio.timeout(self.config.timeout_seconds):
-                response = await client.post(url, content=body, headers=self.sign(event.id, body, datetime.now(UTC)))
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
+                status = await post(body, self.sign(event.id, body, datetime.now(UTC)))
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
         except TimeoutError:
             error = f"no answer within {self.config.timeout_seconds:g} s"
-        except httpx.HTTPError as problem:
+        except Exception as problem:  # whatever the request met (refused, reset, a bad URL): a failed attempt
             error = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
         finally:
             posting.discard(this)

@@ -1,4 +1,5 @@
-"""The relay's HTTP client (httpx over httpcore) makes no import per request.
+"""The relay's HTTP client (aiohttp, services/events/relay.py) and httpx (the bench's and the chaos tool's) make no
+import per request once warm.
 
 httpcore asks for sniffio whenever it makes a lock or a cancel shield, i.e. several times per request; without
 sniffio installed (anyio no longer brings it) every ask is a failed import that searches sys.path anew, which
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import httpx
+
+from services.events.relay import RelayConfig, endpoint_client
 
 
 class _Recorder(importlib.abc.MetaPathFinder):
@@ -46,18 +49,28 @@ async def test_requests_import_nothing_once_warm() -> None:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hooks"
-    recorder = _Recorder()
+    httpx_asked = _Recorder()
+    relay_asked = _Recorder()
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:
             assert (await client.post(url, content=b"{}")).status_code == 204  # warm: first use imports lazily
-            sys.meta_path.insert(0, recorder)
+            sys.meta_path.insert(0, httpx_asked)
             try:
                 for _ in range(5):
                     assert (await client.post(url, content=b"{}")).status_code == 204
             finally:
-                sys.meta_path.remove(recorder)
+                sys.meta_path.remove(httpx_asked)
+        async with endpoint_client(url, RelayConfig(urls=(url,), secret="s", timeout_seconds=5.0)) as post:
+            assert await post(b"{}", {"content-type": "application/json"}) == 204
+            sys.meta_path.insert(0, relay_asked)
+            try:
+                for _ in range(5):
+                    assert await post(b"{}", {"content-type": "application/json"}) == 204
+            finally:
+                sys.meta_path.remove(relay_asked)
         await asyncio.gather(*served)  # each ends when the client closes its connection
     finally:
         server.close()
         await server.wait_closed()
-    assert recorder.asked == []
+    assert httpx_asked.asked == []
+    assert relay_asked.asked == []
