@@ -1,6 +1,6 @@
 """The relay's HTTP client (services/events/relay.py `endpoint_client`): an answer's status as it came (no redirect
-followed: a 3xx is not delivery), the proxy the environment names for the endpoint and none where NO_PROXY says so,
-and keep-alive connections reused."""
+followed: a 3xx is not delivery), the proxy the environment names for the endpoint (its credentials included) and
+none where NO_PROXY says so, and keep-alive connections reused."""
 
 from __future__ import annotations
 
@@ -81,6 +81,16 @@ async def test_the_environment_s_proxy_carries_the_request(monkeypatch: pytest.M
         # The endpoint's host does not exist: only the proxy can have answered.
         assert await post_all("http://hooks.invalid/in", 2) == [204, 204]
     assert all(head.startswith(b"POST http://hooks.invalid/in HTTP/1.1") for head in heads) and len(heads) == 2
+
+
+async def test_the_proxy_s_credentials_are_sent_to_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_proxy_env(monkeypatch)
+    async with http_server(status(204)) as (address, heads, _):
+        monkeypatch.setenv("HTTP_PROXY", f"http://relay:s3cret@{address}")
+        assert await post_all("http://hooks.invalid/in", 1) == [204]
+    assert len(heads) == 1
+    # "relay:s3cret" in base64, as Proxy-Authorization (Basic) carries it.
+    assert b"\r\nProxy-Authorization: Basic cmVsYXk6czNjcmV0\r\n" in heads[0]
 
 
 def test_which_proxy_an_endpoint_gets(monkeypatch: pytest.MonkeyPatch) -> None:
