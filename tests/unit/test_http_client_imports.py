@@ -9,7 +9,6 @@ reason; this fails if it goes missing from an install, or a new release of eithe
 
 from __future__ import annotations
 
-import asyncio
 import importlib.abc
 import importlib.machinery
 import sys
@@ -19,6 +18,7 @@ from types import ModuleType
 import httpx
 
 from services.events.relay import RelayConfig, endpoint_client
+from tests.unit.raw_http import http_server, status
 
 
 class _Recorder(importlib.abc.MetaPathFinder):
@@ -35,23 +35,10 @@ class _Recorder(importlib.abc.MetaPathFinder):
 
 
 async def test_requests_import_nothing_once_warm() -> None:
-    served: list[asyncio.Task[None]] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served.append(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionResetError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hooks"
     httpx_asked = _Recorder()
     relay_asked = _Recorder()
-    try:
+    async with http_server(status(204)) as (address, _, _):
+        url = f"http://{address}/hooks"
         async with httpx.AsyncClient(timeout=5.0) as client:
             assert (await client.post(url, content=b"{}")).status_code == 204  # warm: first use imports lazily
             sys.meta_path.insert(0, httpx_asked)
@@ -68,9 +55,5 @@ async def test_requests_import_nothing_once_warm() -> None:
                     assert await post(b"{}", {"content-type": "application/json"}) == 204
             finally:
                 sys.meta_path.remove(relay_asked)
-        await asyncio.gather(*served)  # each ends when the client closes its connection
-    finally:
-        server.close()
-        await server.wait_closed()
     assert httpx_asked.asked == []
     assert relay_asked.asked == []

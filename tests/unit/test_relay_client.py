@@ -4,49 +4,10 @@ none where NO_PROXY says so, and keep-alive connections reused."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-
 import pytest
 
 from services.events.relay import RelayConfig, endpoint_client, endpoint_proxy
-
-Answer = Callable[[bytes], bytes]
-
-
-@asynccontextmanager
-async def http_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes], list[int]]]:
-    """A raw HTTP/1.1 server on a free port: each request's head goes to `answer`, whose bytes are the reply.
-    Yields its address, the request heads in order and the number of connections it accepted."""
-    heads: list[bytes] = []
-    connections: list[int] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                heads.append(head)
-                writer.write(answer(head))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionResetError):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}", heads, connections
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def status(code: int, extra: bytes = b"") -> Answer:
-    body = b"" if code == 204 else b"content-length: 2\r\n\r\nok"  # a 204 has no body
-    return lambda _head: b"HTTP/1.1 %d X\r\n%b%b" % (code, extra, body or b"\r\n")
+from tests.unit.raw_http import http_server, status
 
 
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
