@@ -54,6 +54,16 @@ Decision = Literal["confirm", "cancel", "expire"]
 T = TypeVar("T")
 
 # Patch ids (workflow.patched): histories recorded before a change keep replaying the old way.
+#
+# A saga started under this code asks one patch, first thing in its first workflow task, and takes the new path of
+# every patch below without asking it (`_patched`). Why: `workflow.patched` decides when it is first asked, and in
+# replay it answers True only from the workflow task that holds its marker on. Some patches below are asked right
+# after a local activity's result, and the worker can complete a task holding that result's marker before the code
+# has seen the result (under load, after a task timed out). Replay hands the result over in the marker's task, one
+# task early: the patch answers False there and its marker, later in the history, fails the run (nondeterminism).
+# The first task holds no local activity's result, so this patch is asked where every replay asks it. Histories
+# without its marker (sagas started before it) ask the old patches where they always did.
+PATCHES_AT_START = "patches-asked-at-start"
 HOLD_CLOCK_PATCH = "hold-clock-starts-when-held"
 CLAIMS_PATCH = "release-customer-claim"
 # A local activity's failure arrives as the failure itself (ApplicationError, TimeoutError), not as ActivityError:
@@ -103,11 +113,14 @@ class CheckoutSaga:
         self._recorded = 0
         # Parts being released by `cancel_parts` right now (a confirm waits for none).
         self._parts_in_flight = 0
+        # PATCHES_AT_START recorded: every later patch takes its new path unasked (set first thing in `run`).
+        self._patches_at_start = False
 
     @workflow.run
     async def run(self, params: CheckoutInput) -> CheckoutView:
-        self._state.start()
-        recorder = asyncio.create_task(self._keep_record()) if workflow.patched(RECORD_PATCH) else None
+        self._patches_at_start = workflow.patched(PATCHES_AT_START)
+        self._state.start(patches_at_start=self._patches_at_start)
+        recorder = asyncio.create_task(self._keep_record()) if self._patched(RECORD_PATCH) else None
         try:
             await self._saga()
         except asyncio.CancelledError:
@@ -124,6 +137,10 @@ class CheckoutSaga:
         if recorder is not None:
             await self._record_written(recorder)
         return self._state.view()
+
+    def _patched(self, patch_id: str) -> bool:
+        """`workflow.patched(patch_id)` for a saga started before PATCHES_AT_START; True for one started after."""
+        return self._patches_at_start or workflow.patched(patch_id)
 
     # -- the booking record -------------------------------------------------------------------------------------
 
@@ -159,7 +176,7 @@ class CheckoutSaga:
         # The customer's clock starts when the holds are placed (HELD), not when the saga starts: a saga whose
         # next workflow task waited (a worker died) must not answer HELD with an expiry already past. The ledger
         # is told a later expiry first (the sweeper must never expire a hold the saga still counts as HELD).
-        clock_at_held = workflow.patched(HOLD_CLOCK_PATCH)
+        clock_at_held = self._patched(HOLD_CLOCK_PATCH)
         ledger_expiry = workflow.now() + hold_for + (PLACEMENT_SLACK if clock_at_held else timedelta(0))
         failures = await self._place_stages(ledger_expiry)
         if self._decision == "cancel":
@@ -186,7 +203,7 @@ class CheckoutSaga:
     def _staged(self) -> bool:
         """Parts in more than one stage (a payment): the ordered steps. Asked only then, so a checkout of
         inventory parts alone records no marker and runs as it always did."""
-        return len(self._stages) > 1 and workflow.patched(STAGES_PATCH)
+        return len(self._stages) > 1 and self._patched(STAGES_PATCH)
 
     async def _place_stages(self, expires_at: datetime) -> dict[str, BaseException]:
         """Hold stage by stage: a later stage only once every earlier one held, its request derived from their
@@ -463,7 +480,7 @@ class CheckoutSaga:
         try:
             return await self._steps.release(service)
         except (ActivityError, FailureError) as error:
-            if not _sold_already(error) or not workflow.patched(UNRECORDED_SALE_PATCH):
+            if not _sold_already(error) or not self._patched(UNRECORDED_SALE_PATCH):
                 raise
             workflow.logger.warning("%s of %s was sold by a task the history never kept: giving it back",
                                     service, self._params.checkout_id)
@@ -605,7 +622,7 @@ class CheckoutSaga:
     async def _release_claim(self) -> None:
         """The checkout settled: it no longer counts against its customer's limits. Best effort: a claim left
         behind expires on its own (the sweeper)."""
-        if not workflow.patched(CLAIMS_PATCH):
+        if not self._patched(CLAIMS_PATCH):
             return
         try:
             await workflow.execute_local_activity(
@@ -616,7 +633,7 @@ class CheckoutSaga:
         except ActivityError as error:
             workflow.logger.warning("claim of %s not released: %s", self._params.checkout_id, error)
         except FailureError as error:
-            if not workflow.patched(CLAIM_FAILURE_PATCH):
+            if not self._patched(CLAIM_FAILURE_PATCH):
                 raise
             workflow.logger.warning("claim of %s not released: %s", self._params.checkout_id, error)
 

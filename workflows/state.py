@@ -35,7 +35,7 @@ class CheckoutState:
         self.history: list[StatusChange] = []
         self.error: str | None = None
 
-    def start(self) -> None:
+    def start(self, *, patches_at_start: bool = False) -> None:
         """Record PENDING and publish who the checkout is for and what it touches, unless whoever started the
         workflow set those already (the API does: search_attributes.at_start)."""
         given = workflow.info().typed_search_attributes
@@ -46,7 +46,7 @@ class CheckoutState:
         # the API updated first) replays its upsert.
         former = any(given.get(update.key) != update.value for update in describing)
         current = given.get(search_attributes.CUSTOMER_ID) is None
-        publish = current if former != current and workflow.patched(PSEUDONYM_PATCH) else former
+        publish = current if former != current and (patches_at_start or workflow.patched(PSEUDONYM_PATCH)) else former
         if publish:
             workflow.upsert_search_attributes(describing)
         pending_given = given.get(search_attributes.CHECKOUT_STATUS) == CheckoutStatus.PENDING.value

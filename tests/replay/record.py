@@ -10,7 +10,7 @@ re-recorded since the last stamp (`--stamp --no-new-path` for a change that adds
 
 When to record a new history: after a deliberate change to CheckoutSaga's commands, put the change behind
 `workflow.patched("...")`, keep the old files (they must still replay) and record the new path under a new
-name, e.g. `python -m tests.replay.record happy` then rename happy.json to happy_v2.json. A history of a real
+name: `python -m tests.replay.record --suffix _v2 happy` writes happy_v2.json. A history of a real
 server can be saved too: `temporal workflow show --workflow-id ID --output json > tests/replay/histories/x.json`.
 """
 
@@ -463,7 +463,7 @@ SCENARIOS: dict[str, Scenario] = {
 REFUSING_CLAIMS = {"claim_release_failed"}
 
 
-async def record(names: list[str], database_url: str, *, dev_server: bool = False) -> None:
+async def record(names: list[str], database_url: str, *, dev_server: bool = False, suffix: str = "") -> None:
     await reset(database_url)
     engine = create_engine(database_url, pool_size=3)
     services = {name: FaultyService(service) for name, service in build_services(engine).items()}
@@ -483,7 +483,7 @@ async def record(names: list[str], database_url: str, *, dev_server: bool = Fals
                 except WorkflowFailureError as failure:
                     final = f"closed without a result ({failure.cause})"
                 history = await handle.fetch_history()
-                path = HISTORIES / f"{'dev_' if dev_server else ''}{name}.json"
+                path = HISTORIES / f"{'dev_' if dev_server else ''}{name}{suffix}.json"
                 path.write_text(history.to_json())
                 print(f"{name}: {final} -> {path}")
             finally:
@@ -526,6 +526,10 @@ def main() -> None:
     if args[:1] == ["--stamp"]:
         sys.exit(refresh_stamp(allow_no_new_path="--no-new-path" in args))
     dev_server = "--dev-server" in args
+    suffix = ""
+    if "--suffix" in args:  # a new path of every scenario named, beside the old files: happy_v2.json
+        at = args.index("--suffix")
+        suffix, args = args[at + 1], args[:at] + args[at + 2:]
     names = [arg for arg in args if arg != "--dev-server"]
     if not names:
         # Recording every scenario would overwrite the old histories, which must stay as they were recorded.
@@ -534,12 +538,12 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from {', '.join(SCENARIOS)}")
     if os.environ.get("DATABASE_URL"):
-        asyncio.run(record(names, os.environ["DATABASE_URL"], dev_server=dev_server))
+        asyncio.run(record(names, os.environ["DATABASE_URL"], dev_server=dev_server, suffix=suffix))
         return
     with tempfile.TemporaryDirectory() as scratch:
         server = start_postgres(Path(scratch) / "pg", delete_on_stop=True)
         try:
-            asyncio.run(record(names, server.url, dev_server=dev_server))
+            asyncio.run(record(names, server.url, dev_server=dev_server, suffix=suffix))
         finally:
             server.stop()
 

@@ -27,6 +27,14 @@ EXPECTED = {
     "recorded_happy", "part_released", "sale_cancelled", "part_returned", "cancel_window_closed",
     # a paid sale's part returned and its share refunded (CancelSale with a payment)
     "paid_sale_cancelled",
+    # every CheckoutSaga path again, started under patches-asked-at-start (one patch, in the first task)
+    *(f"{name}_v2" for name in (
+        "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "needs_attention", "local_happy",
+        "local_rejected", "car", "failed_confirm", "failed_hold", "operator_cancel", "cancel_before_held",
+        "extend_refused", "needs_attention_hourly", "claim_release_failed", "dev_failed_confirm", "paid",
+        "paid_declined", "paid_refunded", "recorded_happy", "part_released", "late_hold_failure", "unrecorded_sale",
+        "paid_unrecorded_sale",
+    )),
 }
 
 

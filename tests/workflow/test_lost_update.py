@@ -1,8 +1,8 @@
 """A Temporal server restart between a local confirm's commit and the end of its workflow task, on the real dev
 server (its SQLite file kept across the restart): the task and the confirm update in it are lost, the ledger has
 sold the holds, the history says HELD. The hold then expires, and the saga gives the sales back
-(`unrecorded-sale-given-back`): EXPIRED, every hold RETURNED, nothing sold. Without the patch: NEEDS_ATTENTION
-with the stock sold (what the chaos suite met once)."""
+(`unrecorded-sale-given-back`, taken unasked under `patches-asked-at-start`): EXPIRED, every hold RETURNED, nothing
+sold. Without the patch: NEEDS_ATTENTION with the stock sold (what the chaos suite met once)."""
 
 from __future__ import annotations
 
