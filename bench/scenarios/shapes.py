@@ -35,6 +35,8 @@ from services.registry import NAMES
 
 Placement = Literal["local", "remote"]
 PERCENTILES = (50, 95, 99)
+# The marker name the SDK gives `workflow.patched`'s markers (a local activity's is core_local_activity).
+PATCH_MARKER = "core_patch"
 
 
 @dataclass(frozen=True)
@@ -236,14 +238,17 @@ class ShapeRun:
 
 async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
     """Activity tasks (remote participants' operations), the booking record's writes (an activity task each, off
-    the answer's path: docs/bookings.md) and local activity markers in one checkout's history."""
-    counts = {"activity_tasks": 0, "record_writes": 0, "local_activities": 0}
+    the answer's path: docs/bookings.md), local activity markers, patch markers (`workflow.patched`) and all the
+    events in one checkout's history."""
+    counts = {"activity_tasks": 0, "record_writes": 0, "local_activities": 0, "patch_markers": 0, "events": 0}
     async for event in client.get_workflow_handle(checkout_id).fetch_history_events():
+        counts["events"] += 1
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             kind = event.activity_task_scheduled_event_attributes.activity_type.name
             counts["record_writes" if kind == RECORD_ACTIVITY else "activity_tasks"] += 1
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            counts["local_activities"] += 1
+            marker = event.marker_recorded_event_attributes.marker_name
+            counts["patch_markers" if marker == PATCH_MARKER else "local_activities"] += 1
     return counts
 
 

@@ -60,6 +60,8 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
             assert steps["activity_tasks"] >= 3, (shape.key, steps)
         else:
             assert steps["activity_tasks"] == 0 and steps["local_activities"] >= 3, (shape.key, steps)
+        # One patch marker: the saga asks patches-asked-at-start in its first task and no other patch.
+        assert steps["patch_markers"] == 1, (shape.key, steps)
         spent: dict[str, float] = {}
         for concurrency, level in run["levels"].items():
             assert level["placed"] == tiny.levels[int(concurrency)], (shape.key, concurrency, level["not_placed"])

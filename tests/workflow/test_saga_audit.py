@@ -27,6 +27,7 @@ from services.seed import seed_demo
 from services.types import HoldStatus
 from settings import Settings
 from tests.api.app_runner import OPERATOR_TOKEN, running_app
+from tests.waiting import eventually
 from workflows import search_attributes
 from workflows.checkout_saga import CheckoutSaga
 from workflows.models import CANCEL, CONFIRM, SUBMIT, CheckoutInput, CheckoutRequest, CheckoutStatus, CheckoutView
@@ -195,6 +196,9 @@ async def test_each_violation_is_reported_with_its_kind(stack: AuditStack) -> No
     # 4. A HELD saga, audited as if its hold (one hour) had run out long ago.
     held, view = await stack.checkout(("hotel",))
     assert view.expires_at is not None
+    # The audit finds a HELD saga through visibility, which the server updates after the workflow task: under load
+    # it still said PENDING when the audit listed (CI, 2026-12-06). Wait until it lists the saga as HELD.
+    await eventually(lambda: listed_as(stack.client, held, CheckoutStatus.HELD))
 
     report = await stack.audit()
 
@@ -242,6 +246,12 @@ async def test_the_operator_route_and_the_command_report_it(
     assert both["ok"] is False and both["violations"] == []
     assert [(v["kind"], v["checkout_id"]) for v in both["sagas"]["violations"]] == [("hold_without_saga", ghost)]
     assert [(v.kind, v.checkout_id) for v in sagas.violations] == [(ViolationKind.HOLD_WITHOUT_SAGA, ghost)]
+
+
+async def listed_as(client: Client, checkout_id: str, status: CheckoutStatus) -> bool:
+    """Visibility lists `checkout_id` with CheckoutStatus `status`."""
+    query = f"WorkflowId = '{checkout_id}' AND {search_attributes.CHECKOUT_STATUS.name} = '{status.value}'"
+    return (await client.count_workflows(query)).count == 1
 
 
 async def audit_with_command(settings: Settings) -> SagaAuditReport:
