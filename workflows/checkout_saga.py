@@ -119,7 +119,7 @@ class CheckoutSaga:
     @workflow.run
     async def run(self, params: CheckoutInput) -> CheckoutView:
         self._patches_at_start = workflow.patched(PATCHES_AT_START)
-        self._state.start(patches_at_start=self._patches_at_start)
+        self._state.start(self._patched)
         recorder = asyncio.create_task(self._keep_record()) if self._patched(RECORD_PATCH) else None
         try:
             await self._saga()

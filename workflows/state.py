@@ -8,6 +8,7 @@ counted while a history replays), which is how expiries, confirms and NEEDS_ATTE
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import workflow
@@ -35,9 +36,10 @@ class CheckoutState:
         self.history: list[StatusChange] = []
         self.error: str | None = None
 
-    def start(self, *, patches_at_start: bool = False) -> None:
+    def start(self, patched: Callable[[str], bool]) -> None:
         """Record PENDING and publish who the checkout is for and what it touches, unless whoever started the
-        workflow set those already (the API does: search_attributes.at_start)."""
+        workflow set those already (the API does: search_attributes.at_start). `patched`: the saga's way of asking
+        a patch (CheckoutSaga._patched)."""
         given = workflow.info().typed_search_attributes
         describing = search_attributes.describing(self.params.request)
         # Formerly: publish unless the starter set exactly describing()'s values. Now: publish unless the starter
@@ -46,7 +48,7 @@ class CheckoutState:
         # the API updated first) replays its upsert.
         former = any(given.get(update.key) != update.value for update in describing)
         current = given.get(search_attributes.CUSTOMER_ID) is None
-        publish = current if former != current and (patches_at_start or workflow.patched(PSEUDONYM_PATCH)) else former
+        publish = current if former != current and patched(PSEUDONYM_PATCH) else former
         if publish:
             workflow.upsert_search_attributes(describing)
         pending_given = given.get(search_attributes.CHECKOUT_STATUS) == CheckoutStatus.PENDING.value

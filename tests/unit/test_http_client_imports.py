@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 
 import httpx
@@ -34,26 +34,29 @@ class _Recorder(importlib.abc.MetaPathFinder):
         return None
 
 
+async def imports_once_warm(post: Callable[[], Awaitable[int]]) -> list[str]:
+    """The imports five more requests ask for, after a first one (which imports lazily); each must answer 204."""
+    assert await post() == 204
+    asked = _Recorder()
+    sys.meta_path.insert(0, asked)
+    try:
+        for _ in range(5):
+            assert await post() == 204
+    finally:
+        sys.meta_path.remove(asked)
+    return asked.asked
+
+
 async def test_requests_import_nothing_once_warm() -> None:
-    httpx_asked = _Recorder()
-    relay_asked = _Recorder()
     async with http_server(status(204)) as (address, _, _):
         url = f"http://{address}/hooks"
         async with httpx.AsyncClient(timeout=5.0) as client:
-            assert (await client.post(url, content=b"{}")).status_code == 204  # warm: first use imports lazily
-            sys.meta_path.insert(0, httpx_asked)
-            try:
-                for _ in range(5):
-                    assert (await client.post(url, content=b"{}")).status_code == 204
-            finally:
-                sys.meta_path.remove(httpx_asked)
+
+            async def httpx_post() -> int:
+                return (await client.post(url, content=b"{}")).status_code
+
+            httpx_asked = await imports_once_warm(httpx_post)
         async with endpoint_client(url, RelayConfig(urls=(url,), secret="s", timeout_seconds=5.0)) as post:
-            assert await post(b"{}", {"content-type": "application/json"}) == 204
-            sys.meta_path.insert(0, relay_asked)
-            try:
-                for _ in range(5):
-                    assert await post(b"{}", {"content-type": "application/json"}) == 204
-            finally:
-                sys.meta_path.remove(relay_asked)
-    assert httpx_asked.asked == []
-    assert relay_asked.asked == []
+            relay_asked = await imports_once_warm(lambda: post(b"{}", {"content-type": "application/json"}))
+    assert httpx_asked == []
+    assert relay_asked == []
