@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from services.errors import Busy, Declined, HoldNotActive, Unavailable, UnknownR
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
 from services.ledger.ledger import Ledger
+from services.ledger.transaction import LOCK_TIMEOUT
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
 from services.registry import AnyService
@@ -23,6 +25,7 @@ from services.types import HoldResult, HoldStatus
 from services.wallet.schemas import WalletBody, WalletRequest
 from services.wallet.service import WalletService
 from tests.ledger.helpers import assert_ledger_clean, later, unique
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -118,7 +121,8 @@ async def test_a_wallet_task_run_again_gets_its_recorded_authorization(
 
 
 async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
-    orders: OrdersService, engine: AsyncEngine, services: dict[str, AnyService], transactions: list[str]
+    orders: OrdersService, engine: AsyncEngine, services: dict[str, AnyService], transactions: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The statement takes the row, then waits on the key another call is claiming (here: a release's tombstone,
     not yet committed). Once that commits, the statement fails whole (the row's take undone with it) and the
@@ -126,6 +130,15 @@ async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
     sku = unique("SKU")
     await orders.upsert(sku, ItemInventory(stock=5))
     key = unique("wf") + ":orders"
+    # The statement gives up waiting after the ledger's lock_timeout, and this test must see it wait: on a loaded
+    # machine the watcher can miss that window, so here the statement waits (lock_timeout 0: no bound) until the
+    # release commits.
+    sql = orders.ledger._sql
+    bounded = f"set_config('lock_timeout', '{LOCK_TIMEOUT}', true)"
+    assert bounded in sql.hold_line
+    monkeypatch.setattr(orders.ledger, "_sql", replace(
+        sql, hold_line=sql.hold_line.replace(bounded, "set_config('lock_timeout', '0', true)")
+    ))
     async with engine.connect() as releasing:
         await releasing.execute(
             text("""INSERT INTO orders.holds (hold_key, status, reason) VALUES (:key, 'RELEASED', '{}')"""),
@@ -133,14 +146,17 @@ async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
         )
         hold = asyncio.create_task(orders.hold(key, items((sku, 1)), later()))
         async with engine.connect() as watching:
-            for _ in range(400):  # until the statement waits on the key (it gives up after its lock_timeout)
+
+            async def statement_waits() -> bool:
                 waiting = await watching.scalar(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE :marker"
                 ), {"marker": "%set_config('lock_timeout'%orders.holds%"})
-                if waiting or hold.done():
-                    break
-                await asyncio.sleep(0.005)
-        assert waiting == 1
+                # A transaction reads pg_stat_activity once and keeps that snapshot: end it to look again.
+                await watching.rollback()
+                assert not hold.done(), "the hold ended before its statement waited on the key"
+                return waiting == 1
+
+            await eventually(statement_waits, every=0.005)
         await releasing.commit()
     with pytest.raises(HoldNotActive) as refused:
         await hold
