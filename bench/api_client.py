@@ -32,6 +32,9 @@ class Answer:
     status: int
     seconds: float
     body: dict[str, Any]
+    # The wall clock when the request was sent (time.time()): set beside a server's event times (bench/scenarios/
+    # shapes.py's phases); `seconds` is measured on the monotonic clock.
+    sent_at: float = 0.0
 
 
 @dataclass
@@ -107,14 +110,14 @@ class BenchApi:
 
     async def checkout(self, http: HttpClient, body: dict[str, Any], key: str) -> Answer:
         body = body if "hold_seconds" in body else {**body, "hold_seconds": HOLD_SECONDS}
-        started = time.perf_counter()
+        sent_at, started = time.time(), time.perf_counter()
         response = await http.request("POST", "/v1/checkouts", body, {"Idempotency-Key": key})
         seconds = time.perf_counter() - started
         try:
             payload = response.json()
         except ValueError:
             payload = {"raw": response.body[:300].decode(errors="replace")}
-        return Answer(response.status, seconds, payload)
+        return Answer(response.status, seconds, payload, sent_at)
 
     async def item_availability(self, http: HttpClient, sku: str) -> dict[str, Any]:
         return await self._get(http, f"/v1/items/{sku}/availability")

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import chart
 from bench.results import Figure, markdown_table, number
-from bench.scenarios.shapes import FLOOR_LOCAL
+from bench.scenarios.shapes import FLOOR_LOCAL, PHASE_LEVEL, PHASE_SAMPLE, PHASES
 
 SHAPE_COLUMNS = ("shape", "c", "checkouts/s", "p50", "p99", "/s vs best floor", "p50 vs best floor")
 
@@ -142,6 +142,32 @@ def cpu_markdown(shapes: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def phase_columns() -> tuple[str, ...]:
+    return ("shape", *PHASES, "answer p50")
+
+
+def phase_rows(shapes: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each shape's PHASES at PHASE_LEVEL (p50 of each, ms), beside the p50 of its whole answer."""
+    rows: list[tuple[str, ...]] = []
+    for run in shapes.values():
+        measured = run["levels"].get(str(PHASE_LEVEL), {})
+        phases = measured.get("phases_p50_ms")
+        if phases:
+            rows.append((run["label"], *(f"{phases[name]:.1f}" for name in PHASES), f'{measured["p50_ms"]:.1f}'))
+    return rows
+
+
+def phases_text(shapes: dict[str, Any]) -> str:
+    return _text(phase_columns(), phase_rows(shapes))
+
+
+def phases_markdown(shapes: dict[str, Any]) -> str:
+    columns = phase_columns()
+    lines = ["| " + " | ".join(row) + " |" for row in [columns, *phase_rows(shapes)]]
+    lines.insert(1, "|" + "---|" * len(columns))
+    return "\n".join(lines)
+
+
 def steps_text(rows: list[dict[str, Any]]) -> str:
     return _text(STEP_COLUMNS, step_rows(rows))
 
@@ -186,6 +212,16 @@ relay and the webhook receiver only where webhooks are on), and their total agai
 whose cores a level fills, the rate follows the total.
 
 {cpu_markdown(shapes)}
+
+Where the time of one checkout in flight (c={PHASE_LEVEL}) goes, p50 of each phase in ms over the last {PHASE_SAMPLE}
+placed checkouts of each shape (their halves' together): each checkout's first events, from its history (the
+server's clock), set beside the bench's clock on the same machine. The API before the server started the workflow
+(the request, the API's checks, the Update-with-Start call); the first workflow task's wait for a worker, then its
+run (the holds as local activities, and whatever the update waits for); the update's completion after that task
+(later tasks, where holds are activity tasks); the answer's way back through the API. The p50s of the phases do
+not add up to the answer's p50 exactly: each is the median of its own samples.
+
+{phases_markdown(shapes)}
 {step_section}
 ![benchmark chart](bench-chart.png)
 

@@ -287,6 +287,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print()
     print(report.cpu_text(details["floor vs real"]["shapes"]))
     print()
+    print(report.phases_text(details["floor vs real"]["shapes"]))
+    print()
     print(report.steps_text(details["steps"]["table"]))
     print(f"\n{len(figures)} figures in {seconds:.0f}s; written to {out}/results.json, chart.png, "
           "performance.md")

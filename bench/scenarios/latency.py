@@ -3,13 +3,15 @@ the local placement with every deployed step on) beside the best shape's no-op f
 p50 at c=1 and c=5 at most 1.25x the floor's, p99 at c=10 at most 1.3x.
 
 Measured in the same runs as the checkouts/s (bench/scenarios/shapes.py); every shape's p50, p95 and p99 are in
-results.json and the shapes table.
+results.json and the shapes table. Beside them, where the time of one checkout in flight goes (shapes.PHASES, read
+from the checkouts' histories), the whole booking's against the floor's: no target, the profile of a missed one.
 """
 
 from __future__ import annotations
 
 from bench.results import Figure
-from bench.scenarios.shapes import ShapeRun
+from bench.scenarios.shapes import PHASE_LEVEL, PHASES, ShapeRun
+from bench.stats import percentile
 
 SCENARIO = "latency"
 PERCENTILES = (50, 99)
@@ -28,4 +30,10 @@ def figures(floor_local: ShapeRun, whole: ShapeRun) -> list[Figure]:
                        baseline=floor_local.at(concurrency).latency_ms(pct), baseline_name="best floor",
                        target_kind="ratio_at_most" if target is not None else None, target=target)
             )
+    whole_phases, floor_phases = whole.at(PHASE_LEVEL).phases, floor_local.at(PHASE_LEVEL).phases
+    if whole_phases and floor_phases:
+        for name in PHASES:
+            result.append(Figure(SCENARIO, f"whole booking (local) at c={PHASE_LEVEL}: {name}, p50",
+                                 percentile(whole_phases[name], 50), "ms",
+                                 baseline=percentile(floor_phases[name], 50), baseline_name="best floor"))
     return result

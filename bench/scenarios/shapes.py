@@ -13,6 +13,11 @@ The whole booking (WHOLE_LOCAL) is the real local checkout as deployed: besides 
 relay delivering to a local receiver, and each checkout paid from the customer's wallet (priced inventory, a wallet
 funded per customer before the level starts). STEPS turn on one of those at a time (and the codec off), at one
 level, beside the plain real checkout measured again in the same place (bench/scenarios/steps.py).
+
+Where a checkout's time goes (PHASES): at PHASE_LEVEL, each of the last PHASE_SAMPLE placed checkouts' first events
+(from its history, the server's clock) set beside the bench's clock, the same machine's: the API before the server
+started the workflow, the first workflow task's wait and its run, the update's completion after it, and the answer's
+way back. One checkout in flight, so no phase is another checkout's queue.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ from services.registry import NAMES
 
 Placement = Literal["local", "remote"]
 PERCENTILES = (50, 95, 99)
+PHASES = ("API before the start", "first task waits", "first task runs", "update done after it", "answer back")
+PHASE_LEVEL = 1
+PHASE_SAMPLE = 30
+# The first event of each kind a phase starts or ends at.
+_PHASE_EVENTS = (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+                 EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
 # The marker name the SDK gives `workflow.patched`'s markers (a local activity's is core_local_activity).
 PATCH_MARKER = "core_patch"
 
@@ -138,6 +149,8 @@ class Level:
     # CPU seconds per process while the level's clock ran (bench/cpu.py): PostgreSQL with its backends, the relay
     # and the receiver when they run, and "bench", the load generator itself (left out of the total).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # At PHASE_LEVEL: milliseconds of each of PHASES, one sample per checkout read (`phases_of`).
+    phases: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def placed(self) -> int:
@@ -172,9 +185,13 @@ class Level:
         for level in levels:
             for name, seconds in level.cpu_seconds.items():
                 cpu[name] = cpu.get(name, 0.0) + seconds
+        phases: dict[str, list[float]] = {}
+        for level in levels:
+            for name, samples in level.phases.items():
+                phases.setdefault(name, []).extend(samples)
         return cls(levels[0].concurrency, sum(level.checkouts for level in levels),
                    sum(level.seconds for level in levels), [answer for level in levels for answer in level.answers],
-                   cpu)
+                   cpu, phases)
 
     def details(self) -> dict[str, Any]:
         return {
@@ -186,6 +203,8 @@ class Level:
             "per_second": self.per_second,
             **{f"p{p}_ms": self.latency_ms(p) for p in PERCENTILES},
             "cpu_ms_per_checkout": self.cpu_ms_per_checkout(),
+            **({"phases_p50_ms": {name: percentile(samples, 50) for name, samples in self.phases.items()},
+                "phases_sampled": min(len(samples) for samples in self.phases.values())} if self.phases else {}),
         }
 
 
@@ -252,6 +271,31 @@ async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
     return counts
 
 
+def phases_of(answer: Answer, first: dict[int, float]) -> dict[str, float]:
+    """Milliseconds of each of PHASES for one placed checkout: `first` holds the wall-clock time (seconds) of the
+    first event of each kind in _PHASE_EVENTS, from its history."""
+    started, task_started, task_completed, update_done = (first[kind] for kind in _PHASE_EVENTS)
+    marks = (answer.sent_at, started, task_started, task_completed, update_done, answer.sent_at + answer.seconds)
+    return {name: round(1000 * (end - begin), 3) for name, begin, end in zip(PHASES, marks[:-1], marks[1:], strict=True)}
+
+
+async def phases(client: Client, answers: list[Answer]) -> dict[str, list[float]]:
+    """PHASES of the last PHASE_SAMPLE placed checkouts among `answers`, one sample each."""
+    samples: dict[str, list[float]] = {name: [] for name in PHASES}
+    for answer in [a for a in answers if a.status == 201][-PHASE_SAMPLE:]:
+        first: dict[int, float] = {}
+        async for event in client.get_workflow_handle(answer.body["checkout_id"]).fetch_history_events():
+            if event.event_type in _PHASE_EVENTS and event.event_type not in first:
+                first[event.event_type] = event.event_time.ToNanoseconds() / 1e9
+            if len(first) == len(_PHASE_EVENTS):
+                break
+        if len(first) < len(_PHASE_EVENTS):
+            continue  # not every event there (none is expected missing): the checkout is left out, not guessed
+        for name, ms in phases_of(answer, first).items():
+            samples[name].append(ms)
+    return samples if samples[PHASES[0]] else {}
+
+
 def share(checkouts: int, part: tuple[int, int]) -> int:
     """Part `part[0]` of `part[1]` (numbered from 0) of a level's checkouts: the parts add up to `checkouts`."""
     number, parts = part
@@ -290,6 +334,8 @@ async def measure(api: BenchApi, client: Client, size: Size, shape: Shape, *,
             seconds = time.perf_counter() - started
             measured[concurrency] = Level(concurrency, checkouts, seconds, answers,
                                           cpu.stop() if cpu is not None else {})
+            if concurrency == PHASE_LEVEL:  # read after the level's clock and meter stopped
+                measured[concurrency].phases = await phases(client, answers)
             wallets += list(zip(customers, answers, strict=True))
     placed = [a.body["checkout_id"] for level in measured.values() for a in level.answers if a.status == 201]
     history = await history_steps(client, placed[-1]) if placed else {}

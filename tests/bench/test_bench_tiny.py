@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenarios.shapes import SHAPES, STEP_LEVEL, STEP_RUNS, STEPS, WHOLE_LOCAL
+from bench.scenarios.shapes import PHASE_LEVEL, PHASES, SHAPES, STEP_LEVEL, STEP_RUNS, STEPS, WHOLE_LOCAL
 from bench.sizes import LEVELS, SIZES
 
 # Minutes of load plus the stack's start: longer than the default per-test timeout (pyproject).
@@ -72,6 +72,12 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
                                                  abs=0.05)
             for name, value in cpu.items():
                 spent[name] = spent.get(name, 0.0) + value
+        # Where one checkout in flight spends its time, read from the placed checkouts' histories: every phase,
+        # in order, from every placed checkout of that level, and the first workflow task takes time.
+        at_phase_level = run["levels"][str(PHASE_LEVEL)]
+        assert list(at_phase_level["phases_p50_ms"]) == list(PHASES), (shape.key, at_phase_level)
+        assert at_phase_level["phases_sampled"] == at_phase_level["placed"], (shape.key, at_phase_level)
+        assert at_phase_level["phases_p50_ms"]["first task runs"] > 0, (shape.key, at_phase_level)
         # Summed over the levels, because a tiny level's few checkouts can fall between two clock ticks of one process.
         # PostgreSQL's backends count only where the checkout touches the database: the floor's no-op holds never do,
         # so its PostgreSQL may rightly read zero.

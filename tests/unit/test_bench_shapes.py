@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from bench.scenarios.shapes import FLOOR_LOCAL, ORDER, SHAPES, WHOLE_LOCAL, Level, ShapeRun, share
+from temporalio.api.enums.v1 import EventType
+
+from bench.api_client import Answer
+from bench.scenarios.shapes import (
+    FLOOR_LOCAL,
+    ORDER,
+    PHASES,
+    SHAPES,
+    WHOLE_LOCAL,
+    Level,
+    ShapeRun,
+    phases_of,
+    share,
+)
 
 
 def test_the_whole_booking_and_its_floor_run_in_halves_around_each_other() -> None:
@@ -31,3 +44,26 @@ def test_a_shapes_halves_pool_into_one_run() -> None:
     assert (pooled.at(5).checkouts, pooled.at(5).seconds, pooled.at(5).cpu_seconds) == (9, 4.5, {"api": 3.0})
     assert (pooled.wallets_authorized, pooled.webhooks_delivered) == (14, 13)
     assert pooled.history == {"local_activities": 5}
+
+
+def test_a_checkouts_phases_run_from_the_request_to_its_answer() -> None:
+    """Sent at 100.000 s, answered 60 ms later; the server started the workflow at +15 ms, the first task ran from
+    +18 to +40 ms and the update completed at +41 ms."""
+    answer = Answer(201, 0.060, {"checkout_id": "co-1"}, sent_at=100.0)
+    first = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: 100.015,
+             EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED: 100.018, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: 100.040,
+             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED: 100.041}
+    phases = phases_of(answer, first)
+    assert list(phases) == list(PHASES)
+    assert [round(ms, 3) for ms in phases.values()] == [15.0, 3.0, 22.0, 1.0, 19.0]
+    assert round(sum(phases.values()), 3) == 60.0
+
+
+def test_a_shapes_halves_pool_their_phase_samples() -> None:
+    first = Level(1, 2, 1.0, [], {}, {"first task runs": [20.0, 22.0]})
+    second = Level(1, 1, 0.5, [], {}, {"first task runs": [30.0]})
+    pooled = Level.pooled([first, second])
+    assert pooled.phases == {"first task runs": [20.0, 22.0, 30.0]}
+    assert pooled.details()["phases_p50_ms"] == {"first task runs": 22.0}
+    assert pooled.details()["phases_sampled"] == 3
+    assert "phases_p50_ms" not in Level(5, 1, 1.0, []).details()
