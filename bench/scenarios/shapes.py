@@ -276,7 +276,8 @@ def phases_of(answer: Answer, first: dict[int, float]) -> dict[str, float]:
     first event of each kind in _PHASE_EVENTS, from its history."""
     started, task_started, task_completed, update_done = (first[kind] for kind in _PHASE_EVENTS)
     marks = (answer.sent_at, started, task_started, task_completed, update_done, answer.sent_at + answer.seconds)
-    return {name: round(1000 * (end - begin), 3) for name, begin, end in zip(PHASES, marks[:-1], marks[1:], strict=True)}
+    spans = zip(PHASES, marks[:-1], marks[1:], strict=True)
+    return {name: round(1000 * (end - begin), 3) for name, begin, end in spans}
 
 
 async def phases(client: Client, answers: list[Answer]) -> dict[str, list[float]]:
