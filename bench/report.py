@@ -79,14 +79,18 @@ def _text(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _markdown(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(row) + " |" for row in [columns, *rows]]
+    lines.insert(1, "|" + "---|" * len(columns))
+    return "\n".join(lines)
+
+
 def shapes_text(shapes: dict[str, Any]) -> str:
     return _text(SHAPE_COLUMNS, shape_rows(shapes))
 
 
 def shapes_markdown(shapes: dict[str, Any]) -> str:
-    lines = ["| " + " | ".join(row) + " |" for row in [SHAPE_COLUMNS, *shape_rows(shapes)]]
-    lines.insert(1, "|" + "---|" * len(SHAPE_COLUMNS))
-    return "\n".join(lines)
+    return _markdown(SHAPE_COLUMNS, shape_rows(shapes))
 
 
 STEP_COLUMNS = ("step", "with it", "without it", "rate", "p50", "CPU per checkout")
@@ -136,10 +140,7 @@ def cpu_text(shapes: dict[str, Any]) -> str:
 
 
 def cpu_markdown(shapes: dict[str, Any]) -> str:
-    columns = cpu_columns()
-    lines = ["| " + " | ".join(row) + " |" for row in [columns, *cpu_rows(shapes)]]
-    lines.insert(1, "|" + "---|" * len(columns))
-    return "\n".join(lines)
+    return _markdown(cpu_columns(), cpu_rows(shapes))
 
 
 def phase_columns() -> tuple[str, ...]:
@@ -162,10 +163,7 @@ def phases_text(shapes: dict[str, Any]) -> str:
 
 
 def phases_markdown(shapes: dict[str, Any]) -> str:
-    columns = phase_columns()
-    lines = ["| " + " | ".join(row) + " |" for row in [columns, *phase_rows(shapes)]]
-    lines.insert(1, "|" + "---|" * len(columns))
-    return "\n".join(lines)
+    return _markdown(phase_columns(), phase_rows(shapes))
 
 
 def steps_text(rows: list[dict[str, Any]]) -> str:
@@ -173,9 +171,7 @@ def steps_text(rows: list[dict[str, Any]]) -> str:
 
 
 def steps_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(row) + " |" for row in [STEP_COLUMNS, *step_rows(rows)]]
-    lines.insert(1, "|" + "---|" * len(STEP_COLUMNS))
-    return "\n".join(lines)
+    return _markdown(STEP_COLUMNS, step_rows(rows))
 
 
 def markdown(size: str, machine: dict[str, Any], figures: list[Figure], shapes: dict[str, Any], started_at: str,
