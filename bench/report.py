@@ -213,8 +213,10 @@ Where the time of one checkout in flight (c={PHASE_LEVEL}) goes, p50 of each pha
 placed checkouts of each shape (their halves' together): each checkout's first events, from its history (the
 server's clock), set beside the bench's clock on the same machine. The API before the server started the workflow
 (the request, the API's checks, the Update-with-Start call); the first workflow task's wait for a worker, then its
-run (the holds as local activities, and whatever the update waits for); the update's completion after that task
-(later tasks, where holds are activity tasks); the answer's way back through the API. The p50s of the phases do
+run in two parts: until the last hold of the first stage completed (the inventory's holds as local activities, by
+their markers; none where holds are activity tasks), and the rest (later stages such as the wallet's, and the
+task's completion); the update's completion after that task (later tasks, where holds are activity tasks); the
+answer's way back through the API. The p50s of the phases do
 not add up to the answer's p50 exactly: each is the median of its own samples.
 
 {phases_markdown(shapes)}

@@ -16,33 +16,43 @@ level, beside the plain real checkout measured again in the same place (bench/sc
 
 Where a checkout's time goes (PHASES): at PHASE_LEVEL, each of the last PHASE_SAMPLE placed checkouts' first events
 (from its history, the server's clock) set beside the bench's clock, the same machine's: the API before the server
-started the workflow, the first workflow task's wait and its run, the update's completion after it, and the answer's
+started the workflow, the first workflow task's wait, its run until the first stage's last hold completed (that
+local activity's marker, the worker's clock) and the rest of it, the update's completion after it, and the answer's
 way back. One checkout in flight, so no phase is another checkout's queue.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 from temporalio.client import Client
 
+from activities.models import activity_name
 from bench.api_client import Answer, BenchApi, Inventory, run_bounded
 from bench.cpu import Meter
 from bench.http import HttpClient
 from bench.sizes import Size
 from bench.stats import per_second, percentile
 from services.bookings.models import RECORD_ACTIVITY
-from services.registry import NAMES
+from services.registry import NAMES, participant
 
 Placement = Literal["local", "remote"]
 PERCENTILES = (50, 95, 99)
-PHASES = ("API before the start", "first task waits", "first task runs", "update done after it", "answer back")
+PHASES = ("API before the start", "first task waits", "first task: first stage held", "first task: the rest",
+          "update done after it", "answer back")
 PHASE_LEVEL = 1
 PHASE_SAMPLE = 30
+# The hold activities of the participants of the first stage (the inventory's; the wallet's stage comes after): the
+# first task's run is split where the last of them completed in it (its local-activity marker's complete_time).
+_FIRST_STAGE = min(participant(name).stage for name in NAMES)
+_FIRST_STAGE_HOLDS = frozenset(activity_name(name, "hold") for name in NAMES if participant(name).stage == _FIRST_STAGE)
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 # The first event of each kind a phase starts or ends at.
 _PHASE_EVENTS = (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
                  EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
@@ -271,28 +281,53 @@ async def history_steps(client: Client, checkout_id: str) -> dict[str, int]:
     return counts
 
 
-def phases_of(answer: Answer, first: dict[int, float]) -> dict[str, float]:
+def phases_of(
+    answer: Answer, first: dict[EventType.ValueType, float], first_stage_held: float | None
+) -> dict[str, float]:
     """Milliseconds of each of PHASES for one placed checkout: `first` holds the wall-clock time (seconds) of the
-    first event of each kind in _PHASE_EVENTS, from its history."""
+    first event of each kind in _PHASE_EVENTS, from its history; `first_stage_held` when the first task's last
+    first-stage hold completed, None when no hold ran in the first task (remote holds: activity tasks, later)."""
     started, task_started, task_completed, update_done = (first[kind] for kind in _PHASE_EVENTS)
-    marks = (answer.sent_at, started, task_started, task_completed, update_done, answer.sent_at + answer.seconds)
+    held = task_started if first_stage_held is None else first_stage_held
+    marks = (answer.sent_at, started, task_started, held, task_completed, update_done,
+             answer.sent_at + answer.seconds)
     spans = zip(PHASES, marks[:-1], marks[1:], strict=True)
     return {name: round(1000 * (end - begin), 3) for name, begin, end in spans}
+
+
+def first_stage_completion(marker: MarkerRecordedEventAttributes) -> float | None:
+    """When a first-stage hold completed (wall clock, seconds), from its local-activity marker; None for any other
+    marker. The marker's `data` is the SDK core's own JSON (never through the payload codec)."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
+        return None
+    try:
+        data = json.loads(marker.details["data"].payloads[0].data)
+        if data["activity_type"] not in _FIRST_STAGE_HOLDS:
+            return None
+        return float(data["complete_time"]["seconds"]) + float(data["complete_time"]["nanos"]) / 1e9
+    except (ValueError, LookupError, TypeError):
+        return None
 
 
 async def phases(client: Client, answers: list[Answer]) -> dict[str, list[float]]:
     """PHASES of the last PHASE_SAMPLE placed checkouts among `answers`, one sample each."""
     samples: dict[str, list[float]] = {name: [] for name in PHASES}
     for answer in [a for a in answers if a.status == 201][-PHASE_SAMPLE:]:
-        first: dict[int, float] = {}
+        first: dict[EventType.ValueType, float] = {}
+        held: list[float] = []
         async for event in client.get_workflow_handle(answer.body["checkout_id"]).fetch_history_events():
             if event.event_type in _PHASE_EVENTS and event.event_type not in first:
                 first[event.event_type] = event.event_time.ToNanoseconds() / 1e9
+            # The first task's markers follow its completion, before the update's completion (the last event read).
+            elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and len(first) == 3:
+                completed = first_stage_completion(event.marker_recorded_event_attributes)
+                if completed is not None:
+                    held.append(completed)
             if len(first) == len(_PHASE_EVENTS):
                 break
         if len(first) < len(_PHASE_EVENTS):
             continue  # not every event there (none is expected missing): the checkout is left out, not guessed
-        for name, ms in phases_of(answer, first).items():
+        for name, ms in phases_of(answer, first, max(held, default=None)).items():
             samples[name].append(ms)
     return samples if samples[PHASES[0]] else {}
 

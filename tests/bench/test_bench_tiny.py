@@ -77,7 +77,10 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         at_phase_level = run["levels"][str(PHASE_LEVEL)]
         assert list(at_phase_level["phases_p50_ms"]) == list(PHASES), (shape.key, at_phase_level)
         assert at_phase_level["phases_sampled"] == at_phase_level["placed"], (shape.key, at_phase_level)
-        assert at_phase_level["phases_p50_ms"]["first task runs"] > 0, (shape.key, at_phase_level)
+        assert at_phase_level["phases_p50_ms"]["first task: the rest"] > 0, (shape.key, at_phase_level)
+        # Local holds run in the first task, and their markers say when they completed; remote holds come later.
+        first_stage = at_phase_level["phases_p50_ms"]["first task: first stage held"]
+        assert (first_stage > 0) == (shape.placement == "local"), (shape.key, at_phase_level)
         # Summed over the levels, because a tiny level's few checkouts can fall between two clock ticks of one process.
         # PostgreSQL's backends count only where the checkout touches the database: the floor's no-op holds never do,
         # so its PostgreSQL may rightly read zero.
