@@ -216,8 +216,8 @@ server's clock), set beside the bench's clock on the same machine. The API befor
 run in two parts: until the last hold of the first stage completed (the inventory's holds as local activities, by
 their markers; none where holds are activity tasks), and the rest (later stages such as the wallet's, and the
 task's completion); the update's completion after that task (later tasks, where holds are activity tasks); the
-answer's way back through the API. The p50s of the phases do
-not add up to the answer's p50 exactly: each is the median of its own samples.
+answer's way back through the API. The p50s of the phases do not add up to the answer's p50 exactly: each is the
+median of its own samples.
 
 {phases_markdown(shapes)}
 {step_section}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from bench.results import Figure
 from bench.scenarios.shapes import PHASE_LEVEL, PHASES, ShapeRun
-from bench.stats import percentile
 
 SCENARIO = "latency"
 PERCENTILES = (50, 99)
@@ -30,10 +29,9 @@ def figures(floor_local: ShapeRun, whole: ShapeRun) -> list[Figure]:
                        baseline=floor_local.at(concurrency).latency_ms(pct), baseline_name="best floor",
                        target_kind="ratio_at_most" if target is not None else None, target=target)
             )
-    whole_phases, floor_phases = whole.at(PHASE_LEVEL).phases, floor_local.at(PHASE_LEVEL).phases
+    whole_phases, floor_phases = whole.at(PHASE_LEVEL).phases_p50_ms(), floor_local.at(PHASE_LEVEL).phases_p50_ms()
     if whole_phases and floor_phases:
         for name in PHASES:
             result.append(Figure(SCENARIO, f"whole booking (local) at c={PHASE_LEVEL}: {name}, p50",
-                                 percentile(whole_phases[name], 50), "ms",
-                                 baseline=percentile(floor_phases[name], 50), baseline_name="best floor"))
+                                 whole_phases[name], "ms", baseline=floor_phases[name], baseline_name="best floor"))
     return result

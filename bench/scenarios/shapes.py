@@ -188,15 +188,18 @@ class Level:
         ms["total"] = round(sum(value for name, value in ms.items() if name != "bench"), 2)
         return ms
 
+    def phases_p50_ms(self) -> dict[str, float]:
+        """The p50 of each phase sampled (PHASES; none below PHASE_LEVEL's level)."""
+        return {name: percentile(samples, 50) for name, samples in self.phases.items()}
+
     @classmethod
     def pooled(cls, levels: list[Level]) -> Level:
         """Runs of one level as one: every checkout over the time of all, CPU seconds added up."""
         cpu: dict[str, float] = {}
+        phases: dict[str, list[float]] = {}
         for level in levels:
             for name, seconds in level.cpu_seconds.items():
                 cpu[name] = cpu.get(name, 0.0) + seconds
-        phases: dict[str, list[float]] = {}
-        for level in levels:
             for name, samples in level.phases.items():
                 phases.setdefault(name, []).extend(samples)
         return cls(levels[0].concurrency, sum(level.checkouts for level in levels),
@@ -213,7 +216,7 @@ class Level:
             "per_second": self.per_second,
             **{f"p{p}_ms": self.latency_ms(p) for p in PERCENTILES},
             "cpu_ms_per_checkout": self.cpu_ms_per_checkout(),
-            **({"phases_p50_ms": {name: percentile(samples, 50) for name, samples in self.phases.items()},
+            **({"phases_p50_ms": self.phases_p50_ms(),
                 "phases_sampled": min(len(samples) for samples in self.phases.values())} if self.phases else {}),
         }
 
@@ -319,7 +322,8 @@ async def phases(client: Client, answers: list[Answer]) -> dict[str, list[float]
             if event.event_type in _PHASE_EVENTS and event.event_type not in first:
                 first[event.event_type] = event.event_time.ToNanoseconds() / 1e9
             # The first task's markers follow its completion, before the update's completion (the last event read).
-            elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and len(first) == 3:
+            elif (event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+                  and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in first):
                 completed = first_stage_completion(event.marker_recorded_event_attributes)
                 if completed is not None:
                     held.append(completed)
