@@ -29,7 +29,7 @@ from starlette.types import Scope
 
 from api import fast_path
 from api.idempotency import checkout_id, request_hash
-from api.precheck import check_prices, check_resources_exist
+from api.precheck import check_prices, check_resources_exist, forget_prices
 from api.problems import ProblemError, service_unavailable
 from api.schemas import CheckoutBody
 from checkouts import bookings, saga
@@ -218,14 +218,16 @@ async def admit(
             state.metrics.fast_path_rejections.inc()
             raise not_placed(view)
         await check_resources_exist(state.services, request, state.known_resources)
-        await check_prices(state.services, request, attempt.rows, state.prices)
+        quote = await check_prices(state.services, request, attempt.rows, state.prices)
+        if not state.settings.payment_beside_holds:
+            quote = None
         client = state.temporal.require()
         fresh = await claim(state, attempt)
         # A key used before whose checkout has settled answers from its record, the checkout's last answer: never
         # a second saga, however long ago its workflow was deleted.
         view = None if fresh else bookings.settled_view(await bookings.load(state.records, cid))
         if view is None:
-            view = await saga.submit(client, state.settings, cid, request, digest, attempt.hold_seconds)
+            view = await saga.submit(client, state.settings, cid, request, digest, attempt.hold_seconds, quote)
         if view.request_hash != digest:
             outcome = "key_reused"
             raise ProblemError(
@@ -235,6 +237,10 @@ async def admit(
             )
         outcome = view.status.value.lower()
         if view.status not in PLACED:
+            if quote is not None and state.prices is not None and view.status == CheckoutStatus.REJECTED:
+                # Perhaps refused for a price changed since the shared reading: the customer's next try quotes
+                # the prices the ledger has now.
+                forget_prices(state.prices, attempt.rows)
             raise not_placed(view)
         return view
     except ProblemError as problem:

@@ -13,13 +13,13 @@ first, so an operator's new price is never refused on an old reading.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from api.fast_path import SharedLookups
 from api.ledger_errors import ledger_problems
 from api.problems import ProblemError
 from services.registry import AnyParticipant, AnyService
-from services.types import Frozen, Price
+from services.types import Frozen, Money, Price
 from workflows.models import CheckoutRequest
 
 # Prices per (participant, rows), shared by concurrent and recent checkouts of the same rows.
@@ -75,24 +75,28 @@ def _unprocessable(kind: str, title: str, detail: str, location: str) -> Problem
 async def check_prices(
     services: dict[str, AnyService], request: CheckoutRequest, derived: Mapping[str, Mapping[str, int]] | None = None,
     shared: SharedPrices | None = None,
-) -> None:
+) -> Money | None:
     """One currency per checkout, and a price on every line of a paid checkout (a part whose participant
     `requires_prices`): 422 otherwise, before any saga. A single-row checkout without such a part cannot break
     either rule and costs nothing here. What changes after this look (an operator re-prices meanwhile) is the
     saga's: the hold lines record the prices the ledger had, and a payment declines a total it cannot take.
-    `shared`: prices other checkouts read lately may answer (see the module); a refusal is always read afresh."""
+    `shared`: prices other checkouts read lately may answer (see the module); a refusal is always read afresh.
+
+    Returns a paid checkout's quote: its lines' total at the prices read (None for any other checkout, or one
+    with a line not on sale, which the ledger refuses). The saga's payment authorizes it while the inventory
+    holds, and the checkout is refused if the held lines add up to anything else (CheckoutInput.quote)."""
     parts = request.parts()
     paid = [p for p, _ in parts if p.requires_prices]
     # `derived`: the rows per participant as the checkout's attempt derived them (api/admission.py); else here.
-    wanted = [
-        (p, sorted(derived.get(p.name, {}) if derived is not None else p.rows(part)))
-        for p, part in parts if p.inventory
+    units = [
+        (p, derived.get(p.name, {}) if derived is not None else p.rows(part)) for p, part in parts if p.inventory
     ]
+    wanted = [(p, sorted(rows)) for p, rows in units]
     if paid and not wanted:
         detail = f"{paid[0].field} pays for the checkout's other parts: name at least one"
         raise _unprocessable("nothing-to-pay", "Nothing to pay for", detail, f"body.{paid[0].field}")
     if not services or (not paid and sum(len(rows) for _, rows in wanted) <= 1):
-        return
+        return None
 
     async def read(participant: AnyParticipant, rows: list[str]) -> dict[str, Price | None]:
         if shared is None:
@@ -106,9 +110,33 @@ async def check_prices(
         if shared is None:
             raise
         # Read afresh before refusing; the fresh reading is the one shared from now on.
-        for participant, rows in wanted:
-            shared.forget((participant.name, tuple(rows)))
-        _check_found(wanted, await asyncio.gather(*(read(p, rows) for p, rows in wanted)), paid)
+        forget_prices(shared, {p.name: rows for p, rows in units})
+        found = await asyncio.gather(*(read(p, rows) for p, rows in wanted))
+        _check_found(wanted, found, paid)
+    return _quote(units, found) if paid else None
+
+
+def forget_prices(shared: SharedPrices, rows: Mapping[str, Mapping[str, int]]) -> None:
+    """The next check of these rows (per participant name) reads their prices afresh."""
+    for name, found in rows.items():
+        shared.forget((name, tuple(sorted(found))))
+
+
+def _quote(
+    units: Sequence[tuple[AnyParticipant, Mapping[str, int]]], found: Sequence[Mapping[str, Price | None]]
+) -> Money | None:
+    """The lines' total at the prices read, as the ledger will price the holds (unit price x units per row)."""
+    amount, currencies = 0, set()
+    for (_, rows), prices in zip(units, found, strict=True):
+        for resource, quantity in rows.items():
+            price = prices.get(resource)
+            if price is None:
+                return None
+            amount += price.amount * quantity
+            currencies.add(price.currency)
+    if len(currencies) != 1:
+        return None
+    return Money(amount=amount, currency=currencies.pop())
 
 
 def _check_found(

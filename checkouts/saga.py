@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from checkouts.problems import ProblemError, service_unavailable
 from services.registry import NAMES, local_names
+from services.types import Money
 from settings import Settings
 from workflows import search_attributes
 from workflows.cancel_sale import CANCEL_SALE_WORKFLOW, CancelSaleInput, CancelSaleResult
@@ -87,8 +88,10 @@ async def submit(
     request: CheckoutRequest,
     request_hash: str,
     hold_seconds: int,
+    quote: Money | None = None,
 ) -> CheckoutView:
-    """Start the saga (or join the running one) and wait until its holds are placed or rolled back."""
+    """Start the saga (or join the running one) and wait until its holds are placed or rolled back. `quote`: a
+    paid checkout's total at the prices the API read (CheckoutInput.quote)."""
     start: WithStartWorkflowOperation[CheckoutSaga, CheckoutView] = WithStartWorkflowOperation(
         WORKFLOW_NAME,
         CheckoutInput(
@@ -100,6 +103,7 @@ async def submit(
             hold_lifetime_max_seconds=settings.hold_lifetime_max_seconds,
             task_queues={service: settings.task_queue(service) for service in NAMES},
             local_participants=list(local_names(settings.participant_placements)),
+            quote=quote,
         ),
         id=checkout_id,
         task_queue=settings.task_queue_checkout,

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from services.errors import InvalidRequest
-from services.types import Alternative, Frozen, HoldResult, Price, RefundResult, Violation
+from services.errors import Declined, InvalidRequest
+from services.types import Alternative, Frozen, HoldResult, Money, Price, RefundResult, Shortage, Violation
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -144,6 +144,21 @@ class Participant(ABC, Generic[RequestT]):
         stage (a payment: their total). Pure and deterministic: it runs in workflow code. Raise
         services.errors.Declined to refuse (the checkout is then REJECTED naming this participant)."""
         return request
+
+    def derive_quoted(self, request: RequestT, customer_id: str, quote: Money) -> RequestT:
+        """The request this participant's hold takes from the API's quote of the checkout's total (a paid checkout
+        started with one: CheckoutInput.quote), so that it holds beside the inventory, not after it. Once every
+        hold is placed the saga `derive`s the request from the holds too, and refuses the checkout (`repriced`)
+        when the two differ. Pure and deterministic, like `derive`; raise Declined to refuse."""
+        return request
+
+    def repriced(self, quoted: RequestT, held: RequestT) -> Declined:
+        """The refusal of a checkout whose held lines no longer add up to what this participant held from the
+        quote (a price changed between the API's reading and the holds): never a total the customer was not
+        quoted. The checkout is REJECTED naming this participant, and everything is released."""
+        return Declined(Shortage(resource=self.field, requested=0, available=0, reason=(
+            f"the prices changed while the checkout was placed: {self.describe(held)}, not the quoted "
+            f"{self.describe(quoted)}; place it again")))
 
     @property
     def noun(self) -> str:

@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     # for another checkout of the same rows; 0 reads them for every checkout. A refusal is always read afresh, and
     # the saga holds the prices the ledger has when it holds, whatever the check read (api/precheck.py).
     price_check_seconds: float = Field(default=1.0, ge=0)
+    # A paid checkout's total as the price check read it (its quote) goes to the saga, whose payment then
+    # authorizes it while the inventory holds, and refuses the checkout when the held lines' total differs (a
+    # price changed in between). Off: the payment waits for the holds and authorizes their total.
+    payment_beside_holds: bool = True
 
     @field_validator("trusted_proxies")
     @classmethod

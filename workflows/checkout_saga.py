@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from services.bookings.models import RECORD_ACTIVITY, RecordInput
     from services.errors import Declined, ErrorType, HoldNotActive, LedgerError, Unavailable, UnknownResource
     from services.registry import participant
-    from services.types import Alternative, Frozen, HoldResult, HoldStatus, Shortage
+    from services.types import Alternative, Frozen, HoldResult, HoldStatus, Money, Shortage
     from workflows.compensation import Compensations
     from workflows.models import (
         CANCEL,
@@ -77,6 +77,11 @@ RECORD_PATCH = "booking-record"
 # can decide otherwise (the hold expires, the customer cancels). Before this patch that release failed for good
 # (NEEDS_ATTENTION, with stock sold that no checkout owns).
 UNRECORDED_SALE_PATCH = "unrecorded-sale-given-back"
+# A paid checkout started with the API's quote of its total (CheckoutInput.quote) holds its later stages (the
+# payment) beside the inventory, their requests derived from the quote, then checks them against the holds: one
+# round of holds where the staged steps took two. Asked first thing (the first workflow task, as every replay asks
+# it) and only for a saga given a quote: none recorded before it has one.
+QUOTE_PATCH = "payment-beside-holds"
 # How much later than the customer's expiry the ledgers are told: room for the holds' placement to be slow.
 PLACEMENT_SLACK = timedelta(seconds=60)
 # A stuck compensation is retried this often even without an operator's signal.
@@ -115,10 +120,13 @@ class CheckoutSaga:
         self._parts_in_flight = 0
         # PATCHES_AT_START recorded: every later patch takes its new path unasked (set first thing in `run`).
         self._patches_at_start = False
+        # Every stage holds at once, the later ones from the quote (QUOTE_PATCH; set first thing in `run`).
+        self._quoted = False
 
     @workflow.run
     async def run(self, params: CheckoutInput) -> CheckoutView:
         self._patches_at_start = workflow.patched(PATCHES_AT_START)
+        self._quoted = params.quote is not None and len(self._stages) > 1 and workflow.patched(QUOTE_PATCH)
         self._state.start(self._patched)
         recorder = asyncio.create_task(self._keep_record()) if self._patched(RECORD_PATCH) else None
         try:
@@ -208,6 +216,8 @@ class CheckoutSaga:
     async def _place_stages(self, expires_at: datetime) -> dict[str, BaseException]:
         """Hold stage by stage: a later stage only once every earlier one held, its request derived from their
         holds (Participant.derive). The first failure (or a cancel) stops the steps."""
+        if self._quoted:
+            return await self._place_quoted(expires_at)
         if not self._staged():
             return await self._place_holds(expires_at)
         failures: dict[str, BaseException] = {}
@@ -228,14 +238,40 @@ class CheckoutSaga:
                 return failures
         return failures
 
-    def _derive(self, services: list[str]) -> dict[str, BaseException]:
-        """Each later-stage part's request from the holds placed so far; a refusal (Declined) is its failure."""
-        failures: dict[str, BaseException] = {}
-        for service in services:
+    async def _place_quoted(self, expires_at: datetime) -> dict[str, BaseException]:
+        """Every stage at once, the later stages' requests derived from the quote; once all held, each of those
+        derived again from the holds: one that differs (a price changed after the API's reading) is refused
+        (Participant.repriced), so nothing is ever authorized but the held lines' total."""
+        later = [service for services in self._stages[1:] for service in services]
+        asked = {service: self._requests[service] for service in later}
+        failures = self._derive(later, self._params.quote)
+        if failures:
+            return failures
+        quoted = {service: self._requests[service] for service in later}
+        failures = await self._place_holds(expires_at)
+        if failures or self._decision == "cancel":
+            return failures
+        holds = {s: hold for s, hold in self._state.holds.items() if s not in quoted}
+        for service, request in quoted.items():
             try:
-                self._requests[service] = participant(service).derive(
-                    self._requests[service], self._params.request.customer_id, dict(self._state.holds)
-                )
+                again = participant(service).derive(asked[service], self._params.request.customer_id, holds)
+            except LedgerError as error:
+                failures[service] = to_application_error(error)
+                continue
+            if again != request:
+                failures[service] = to_application_error(participant(service).repriced(request, again))
+        return failures
+
+    def _derive(self, services: list[str], quote: Money | None = None) -> dict[str, BaseException]:
+        """Each later-stage part's request from the holds placed so far, or from the `quote`; a refusal (Declined)
+        is its failure."""
+        failures: dict[str, BaseException] = {}
+        holds, customer = dict(self._state.holds), self._params.request.customer_id
+        for service in services:
+            derived, request = participant(service), self._requests[service]
+            try:
+                self._requests[service] = (derived.derive(request, customer, holds) if quote is None
+                                           else derived.derive_quoted(request, customer, quote))
             except LedgerError as error:
                 failures[service] = to_application_error(error)
         return failures

@@ -99,6 +99,10 @@ class CheckoutInput(Frozen):
     # Participants whose operations run as local activities in the checkout worker (Participant.placement),
     # fixed at start like the task queues. Absent (histories from before placements): all remote.
     local_participants: list[str] = Field(default_factory=list)
+    # A paid checkout's total as the API read it from the rows' prices (api/precheck.py): its payment authorizes
+    # this beside the inventory's holds, and the saga refuses the checkout when the held lines' total differs.
+    # Absent (histories from before it, or PAYMENT_BESIDE_HOLDS off): the payment authorizes the held total after.
+    quote: Money | None = None
 
 
 class CancelPartsInput(Frozen):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from services.errors import Declined
 from services.money import MixedCurrencies, total_of
 from services.participant import InventoryService, Participant, ResourceRoutes
-from services.types import HoldResult, Shortage
+from services.types import HoldResult, Money, Shortage
 from services.wallet.schemas import PaymentMethod, WalletBody, WalletQuery, WalletRequest, WalletView
 
 if TYPE_CHECKING:
@@ -73,6 +73,19 @@ class WalletParticipant(Participant[WalletRequest]):
             total = total_of(others)
         except MixedCurrencies as error:
             raise declined(0, 0, str(error)) from None
+        return self._authorization(request, customer_id, total)
+
+    def derive_quoted(self, request: WalletRequest, customer_id: str, quote: Money) -> WalletRequest:
+        """The authorization of the API's quote, placed while the inventory holds."""
+        return self._authorization(request, customer_id, quote)
+
+    def repriced(self, quoted: WalletRequest, held: WalletRequest) -> Declined:
+        return declined(held.amount or 0, quoted.amount or 0, (
+            f"the prices changed while the checkout was placed: the total is {held.amount} {held.currency}, "
+            f"{quoted.amount} {quoted.currency} was quoted; place the checkout again"))
+
+    @staticmethod
+    def _authorization(request: WalletRequest, customer_id: str, total: Money | None) -> WalletRequest:
         if total is None or total.amount == 0:
             raise declined(0, 0, "nothing to pay: a paid checkout needs priced lines")
         return WalletRequest(

@@ -42,6 +42,7 @@ from services.flight.schemas import FlightInventory, FlightRequest
 from services.migrate import reset
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import NAMES, build_services, local_names
+from services.types import Money
 from services.wallet.schemas import WalletBody, WalletRequest
 from settings import Settings
 from tests.replay.stamp import refresh_stamp
@@ -334,9 +335,10 @@ async def part_released(
 
 
 async def _paid_checkout(
-    client: Client, settings: Settings, services: dict[str, FaultyService], balance: int
+    client: Client, settings: Settings, services: dict[str, FaultyService], balance: int, quote: int | None = None
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
-    """A priced flight seat and item paid from a wallet holding `balance` (the total is 12 000 EUR cents)."""
+    """A priced flight seat and item paid from a wallet holding `balance` (the total is 12 000 EUR cents); with a
+    `quote`, started as the API starts a paid checkout (the payment authorizes the quote beside the holds)."""
     customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
     await services["flight"].upsert(flight_id, FlightInventory(
         origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
@@ -348,7 +350,8 @@ async def _paid_checkout(
         "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
         "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
     })
-    return await start_checkout(client, settings, request, attributes_at_start=True)
+    return await start_checkout(client, settings, request, attributes_at_start=True,
+                                quote=None if quote is None else Money(amount=quote, currency="EUR"))
 
 
 async def paid(client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment):
@@ -440,6 +443,30 @@ async def paid_unrecorded_sale(
     return handle
 
 
+async def paid_beside(client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment):
+    """The quote authorized beside the inventory's holds (payment-beside-holds); confirm captures, then confirms."""
+    handle, _ = await _paid_checkout(client, settings, services, balance=50_000, quote=12_000)
+    await handle.execute_update(CONFIRM, result_type=CheckoutView)
+    return handle
+
+
+async def paid_beside_declined(
+    client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
+):
+    """The wallet holds too little for the quote: every hold placed beside it released, REJECTED naming payment."""
+    handle, _ = await _paid_checkout(client, settings, services, balance=5_000, quote=12_000)
+    return handle
+
+
+async def paid_repriced(
+    client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
+):
+    """Held lines that add up to more than the quote (a price changed after the API read it): REJECTED naming
+    payment, everything released."""
+    handle, _ = await _paid_checkout(client, settings, services, balance=50_000, quote=11_000)
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy": happy, "happy_attributes_at_start": happy_attributes_at_start,
     "rejected": rejected, "expired": expired, "cancelled": cancelled,
@@ -458,6 +485,7 @@ SCENARIOS: dict[str, Scenario] = {
     "part_returned": part_returned, "cancel_window_closed": cancel_window_closed,
     "late_hold_failure": late_hold_failure,
     "unrecorded_sale": unrecorded_sale, "paid_unrecorded_sale": paid_unrecorded_sale,
+    "paid_beside": paid_beside, "paid_beside_declined": paid_beside_declined, "paid_repriced": paid_repriced,
 }
 # Scenarios whose workers need the customers' claims, and one that fails to release them.
 REFUSING_CLAIMS = {"claim_release_failed"}

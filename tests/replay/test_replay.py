@@ -27,6 +27,8 @@ EXPECTED = {
     "recorded_happy", "part_released", "sale_cancelled", "part_returned", "cancel_window_closed",
     # a paid sale's part returned and its share refunded (CancelSale with a payment)
     "paid_sale_cancelled",
+    # a paid checkout started with the API's quote: authorized beside the holds, declined, refused as repriced
+    "paid_beside", "paid_beside_declined", "paid_repriced",
     # every CheckoutSaga path again, started under patches-asked-at-start (one patch, in the first task)
     *(f"{name}_v2" for name in (
         "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "needs_attention", "local_happy",

@@ -25,7 +25,10 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
 from runtime.replay import load_history, replayer
-from workflows.checkout_saga import PATCHES_AT_START
+from workflows.checkout_saga import PATCHES_AT_START, QUOTE_PATCH
+
+# Paid checkouts started with the API's quote (their payment held beside the inventory).
+QUOTED = ("paid_beside", "paid_beside_declined", "paid_repriced")
 
 HERE = Path(__file__).parent
 HISTORIES = HERE / "histories"
@@ -112,7 +115,8 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every history recorded under PATCHES_AT_START, replayed: each `workflow.patched` is asked in the first
-    workflow task (history length 3: started, task scheduled, task started), and the only one asked is it."""
+    workflow task (history length 3: started, task scheduled, task started), and the only ones asked are it and,
+    in a paid checkout started with a quote, QUOTE_PATCH."""
     asked: list[tuple[str, str, int]] = []
     patched = workflow.patched
 
@@ -123,10 +127,12 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
     monkeypatch.setattr(workflow, "patched", recording)
     paths = [path for path in sorted(HISTORIES.glob("*_v2.json")) if _is_checkout(path)]
     assert len(paths) >= 20
+    paths += [HISTORIES / f"{name}.json" for name in QUOTED]
     for path in paths:
         await replayer().replay_workflow(load_history(path))
     assert {workflow_id for workflow_id, _, _ in asked} == {path.stem for path in paths}
-    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START, 3)}
+    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START, 3), (QUOTE_PATCH, 3)}
+    assert {workflow_id for workflow_id, patch_id, _ in asked if patch_id == QUOTE_PATCH} == set(QUOTED)
 
 
 def _is_checkout(path: Path) -> bool:

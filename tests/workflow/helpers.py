@@ -22,7 +22,7 @@ from services.flight.schemas import FlightInventory, FlightRequest
 from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import NAMES, AnyService, local_names
-from services.types import Frozen, HoldResult
+from services.types import Frozen, HoldResult, Money
 from settings import Settings
 from tests.waiting import eventually
 from workflows import search_attributes
@@ -220,13 +220,14 @@ async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[st
 async def start_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
     extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
-    remote: bool = False,
+    remote: bool = False, quote: Money | None = None,
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
     """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does.
     Without `attributes_at_start` the workflow publishes its search attributes itself, as for any starter."""
     handle = await begin_checkout(
         client, settings, request, hold_seconds=hold_seconds, extend_max_seconds=extend_max_seconds,
         hold_lifetime_max_seconds=hold_lifetime_max_seconds, attributes_at_start=attributes_at_start, remote=remote,
+        quote=quote,
     )
     view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
     return handle, view
@@ -235,9 +236,10 @@ async def start_checkout(
 async def begin_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
     extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
-    remote: bool = False,
+    remote: bool = False, quote: Money | None = None,
 ) -> WorkflowHandle[Any, CheckoutView]:
-    """Start CheckoutSaga without waiting for its holds (start_checkout's first half)."""
+    """Start CheckoutSaga without waiting for its holds (start_checkout's first half). `quote`: a paid checkout's
+    total as the API would quote it (its payment then holds beside the inventory)."""
     checkout_id = unique("co")
     params = CheckoutInput(
         checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
@@ -246,6 +248,7 @@ async def begin_checkout(
         # As the API starts it: the participants placed `local` run as local activities in the checkout worker.
         # `remote`: every participant on its own task queue, whatever its placement.
         local_participants=[] if remote else list(local_names(settings.participant_placements)),
+        quote=quote,
     )
     handle = await client.start_workflow(
         CheckoutSaga.run, params, id=checkout_id, task_queue=settings.task_queue_checkout,
