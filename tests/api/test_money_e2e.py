@@ -1,7 +1,8 @@
 """Money end to end over HTTP, on the real dev server, workers, PostgreSQL and Redis: prices that hold with the
-hold, the total, and the wallet as a participant of another kind (authorize after the holds, decline and its
-compensation, capture then confirm, a refund when a confirm fails after the capture, void on cancel, concurrent
-paid checkouts against one wallet), and bad inputs as problem+json."""
+hold, the total, and the wallet as a participant of another kind (authorize the quote beside the holds, decline
+and its compensation, a price changed since the API's quote, capture then confirm, a refund when a confirm fails
+after the capture, void on cancel, concurrent paid checkouts against one wallet), and bad inputs as
+problem+json."""
 
 from __future__ import annotations
 
@@ -153,6 +154,49 @@ async def test_a_decline_releases_every_hold(client: httpx.AsyncClient, services
     no_wallet = await checkout(client, {"customer_id": unique("cust"), "flight": seats(flight_id),
                                         "payment": {"method": "wallet"}})
     assert no_wallet.status_code == 409 and no_wallet.json()["unavailable"][0]["resource"] == "payment"
+    await assert_ledger_clean(services)
+
+
+async def test_a_price_changed_since_the_quote_is_refused_and_the_next_try_quoted_afresh(
+    client: httpx.AsyncClient, stack_settings: Settings, services
+) -> None:
+    """The quote comes from the price check's reading, shared here for minutes: a re-price after it makes the held
+    total differ from the quote. Off (PAYMENT_BESIDE_HOLDS=false), the payment authorizes the held total."""
+    customer, flight_id = unique("cust"), await flight(client, fare=10_000)
+    await fund(client, customer, 100_000)
+    body = {"customer_id": customer, "flight": seats(flight_id), "payment": {"method": "wallet"}}
+
+    async def reprice(fare: int) -> None:
+        fares = {"origin": "LHR", "destination": "JFK", "departs_at": DEPARTS, "seats": {"economy": 50},
+                 "currency": "EUR", "fares": {"economy": fare}}
+        response = await client.put(f"/v1/inventory/flights/{flight_id}", json=fares, headers=OPERATOR)
+        assert response.status_code == 200, response.text
+
+    shared = stack_settings.model_copy(update={"price_check_seconds": 600.0})
+    async with running_app(shared) as (_, quoting):
+        first = await checkout(quoting, body)  # reads the price: 10 000, shared from now on
+        assert first.status_code == 201 and first.json()["total"]["amount"] == 10_000, first.text
+        await reprice(12_000)
+        refused = await checkout(quoting, body)  # quoted 10 000 from the shared reading, held at 12 000
+        assert refused.status_code == 409, refused.text
+        answer = refused.json()
+        assert answer["checkout_status"] == "REJECTED"
+        assert [(s["resource"], s["requested"], s["available"]) for s in answer["unavailable"]] == [
+            ("payment", 12_000, 10_000)]
+        assert "prices changed" in answer["unavailable"][0]["reason"]
+        assert await available(client, flight_id) == 49  # the refused checkout's seat is released
+        assert (await wallet(client, customer))["authorized"] == 10_000  # the first checkout's alone
+        again = await checkout(quoting, body)  # the refusal made the API forget its reading
+        assert again.status_code == 201 and again.json()["total"]["amount"] == 12_000, again.text
+        assert (await wallet(client, customer))["authorized"] == 22_000
+
+    staged = shared.model_copy(update={"payment_beside_holds": False})
+    async with running_app(staged) as (_, waiting):
+        assert (await checkout(waiting, body)).status_code == 201  # reads 12 000
+        await reprice(13_000)
+        held = await checkout(waiting, body)  # no quote: the wallet authorizes what was held
+        assert held.status_code == 201 and held.json()["total"]["amount"] == 13_000, held.text
+        assert (await wallet(client, customer))["authorized"] == 22_000 + 12_000 + 13_000
     await assert_ledger_clean(services)
 
 

@@ -7,7 +7,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.errors import Declined
 from services.money import MixedCurrencies, total_of
-from services.types import Currency, HoldLine, HoldResult, HoldStatus
+from services.types import Currency, HoldLine, HoldResult, HoldStatus, Money
 from services.wallet.participant import WalletParticipant
 from services.wallet.schemas import WalletRequest
 
@@ -39,6 +39,20 @@ def test_the_wallet_derives_the_total_or_declines() -> None:
         with pytest.raises(Declined, match=reason) as declined:
             wallet.derive(WalletRequest(), "cust-1", holds)
         assert declined.value.shortage.resource == "payment"
+
+
+def test_the_wallet_authorizes_the_quote_as_it_would_the_held_total() -> None:
+    wallet = WalletParticipant()
+    quoted = wallet.derive_quoted(WalletRequest(), "cust-1", Money(amount=20_000, currency="EUR"))
+    held = wallet.derive(WalletRequest(), "cust-1", {"flight": hold("flight", (2, 10_000, "EUR"))})
+    assert quoted == held  # what the saga compares once the holds are placed
+    with pytest.raises(Declined, match="nothing to pay"):
+        wallet.derive_quoted(WalletRequest(), "cust-1", Money(amount=0, currency="EUR"))
+    dearer = wallet.derive(WalletRequest(), "cust-1", {"flight": hold("flight", (2, 10_500, "EUR"))})
+    refused = wallet.repriced(quoted, dearer)
+    assert (refused.shortage.resource, refused.shortage.requested, refused.shortage.available) == (
+        "payment", 21_000, 20_000)
+    assert "the total is 21000 EUR, 20000 EUR was quoted" in (refused.shortage.reason or "")
 
 
 @pytest.mark.parametrize("code", ["EUR", "USD", "JPY", "GBP"])

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from api.precheck import KnownResources, check_prices, check_resources_exist, shared_prices
+from api.precheck import KnownResources, check_prices, check_resources_exist, forget_prices, shared_prices
 from api.problems import ProblemError
 from services.flight.schemas import FlightRequest
 from services.orders.schemas import ItemLine, ItemsRequest
 from services.registry import participant
-from services.types import Price
+from services.types import Money, Price
 from workflows.models import CheckoutRequest
 
 
@@ -133,3 +133,26 @@ async def test_a_refusal_is_read_afresh_so_a_line_priced_meanwhile_passes() -> N
     with pytest.raises(ProblemError) as mixed:  # read for this checkout alone: refused at once
         await check_prices(services, request)
     assert mixed.value.kind == "mixed-currencies"
+
+
+async def test_a_paid_checkout_is_quoted_its_lines_total_at_the_prices_read() -> None:
+    _, services = price_list({"SKU-1": EUR, "SKU-2": Price(amount=250, currency="EUR")})
+    items = participant("orders").to_request([{"sku": "SKU-1", "quantity": 3}, {"sku": "SKU-2", "quantity": 1}])
+    request = CheckoutRequest.model_validate({"customer_id": "c", "items": items, "payment": {"method": "wallet"}})
+    assert await check_prices(services, request) == Money(amount=3 * 100 + 250, currency="EUR")
+    # Without a payment nothing is quoted (the checks still run on several rows).
+    assert await check_prices(services, checkout("SKU-1", "SKU-2").model_copy(update={"flight": None})) is None
+    # A line not on sale is the ledger's refusal, not a quote.
+    assert await check_prices(services, paid_items("SKU-1", "SKU-GONE")) is None
+
+
+async def test_a_forgotten_reading_quotes_the_new_price() -> None:
+    found, services = price_list({"SKU-1": EUR})
+    request = paid_items("SKU-1")
+    shared = shared_prices(60.0)
+    assert await check_prices(services, request, shared=shared) == Money(amount=100, currency="EUR")
+    found.prices["SKU-1"] = Price(amount=120, currency="EUR")  # an operator re-prices
+    assert await check_prices(services, request, shared=shared) == Money(amount=100, currency="EUR")
+    forget_prices(shared, {"orders": {"SKU-1": 1}})  # what the API does when a quoted checkout is refused
+    assert await check_prices(services, request, shared=shared) == Money(amount=120, currency="EUR")
+    assert found.reads == 2
