@@ -47,7 +47,7 @@ class Inventory:
 
     def basket(self, customer_id: str, *, paid: bool = False) -> dict[str, Any]:
         """A checkout touching all three services (three holds in parallel in the saga); paid: from the customer's
-        wallet (the authorization after the holds), which needs priced inventory."""
+        wallet (the API's quote authorized beside the holds), which needs priced inventory."""
         return {
             **({"payment": {"method": "wallet"}} if paid else {}),
             "customer_id": customer_id,

@@ -10,7 +10,8 @@ about itself here, once:
   upsert and demo inventory, over its own tables (services/ledger) and its own Alembic migration.
 
 Participants of another kind (revision 3, "Money"): a payment such as services/wallet/ is a participant too. It
-holds after the inventory (`stage` 1: its request is `derive`d from the inventory's holds, the total), confirms
+holds in a later stage (`stage` 1): beside the inventory when the API quoted the total (`derive_quoted`, checked
+against the holds afterwards: `repriced`), else after it (`derive`d from the inventory's holds, the total), confirms
 before it (a capture first), declines with its own error (services.errors.Declined: a 409 naming it, not a
 shortage of stock), has no inventory rows (`inventory` False: no unit limits, no sold-out fast path, no catalogue
 offers), may `refund` a capture, and its HTTP resource can be an account read by its owner (`ResourceRoutes`

@@ -1,13 +1,15 @@
 """CheckoutSaga: hold in every service at once, then confirm, cancel or let the holds expire.
 
-Steps in order (participants' `stage`): the inventory (stage 0) holds in parallel; a participant of a later stage
-(a payment) holds once every earlier one held, with its request derived from their holds (the total); confirms go
-the other way (the payment captures, then the inventory confirms; an inventory confirm failing after the capture
-refunds it, then FAILED). A checkout of stage-0 parts only runs exactly as before (patch STAGES_PATCH).
+Steps in order (participants' `stage`): the inventory (stage 0) holds in parallel; a participant of a later stage (a
+payment) holds once every earlier one held, with its request derived from their holds (the total), or, when the API
+quoted the total (QUOTE_PATCH), beside them with its request derived from the quote and checked against the holds once
+they are placed; confirms go the other way (the payment captures, then the inventory confirms; an inventory confirm
+failing after the capture refunds it, then FAILED). A checkout of stage-0 parts only runs exactly as before (patch
+STAGES_PATCH).
 
-The shape follows the samples' booking saga: a compensation (release) is registered before each hold is
-attempted, and compensations run detached from workflow cancellation, so nothing stays held behind a
-cancelled or failed checkout. Business rules live in services/; this class only sequences them.
+The shape follows the samples' booking saga: a compensation (release) is registered before each hold is attempted, and
+compensations run detached from workflow cancellation, so nothing stays held behind a cancelled or failed checkout.
+Business rules live in services/; this class only sequences them.
 """
 
 from __future__ import annotations

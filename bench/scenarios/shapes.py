@@ -108,6 +108,9 @@ STEP_VARIANTS = (
     Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
     Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
     Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
+    # The payment as before its cut: no quote from the API, so the wallet authorizes the held total after the holds.
+    Shape("step_wallet_after", "real, local + wallet payment after the holds", "local", noop=False, paid=True,
+          env=(("PAYMENT_BESIDE_HOLDS", "false"),)),
     Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
           env=(("PRICE_CHECK_SECONDS", "0"),)),
 )
@@ -123,7 +126,9 @@ STEPS = (
     ("webhooks and relay", STEP_VARIANTS[2], STEP_PLAIN),
     ("wallet payment", STEP_VARIANTS[3], STEP_PLAIN),
     # A cut on the real path, measured the same way: the plain checkout (with it) against a run without it.
-    ("cut: price check shared", STEP_PLAIN, STEP_VARIANTS[4]),
+    ("cut: price check shared", STEP_PLAIN, STEP_VARIANTS[5]),
+    # A cut of the paid path: both sides pay, one with the wallet beside the holds, one after them (two runs apart).
+    ("cut: payment beside the holds", STEP_VARIANTS[3], STEP_VARIANTS[4]),
 )
 
 

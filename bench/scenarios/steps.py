@@ -4,7 +4,8 @@ step's run (the two pooled: their checkouts over their summed time, their answer
 
 The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
-the relay to a local receiver) and the wallet's payment (an authorization after the holds, on priced inventory).
+the relay to a local receiver) and the wallet's payment (the API's quote authorized beside the holds, on priced
+inventory); and the cut of that payment: beside the holds against after them (both sides paid).
 Each is a ratio, checkouts/s, p50 and CPU per checkout (every process of the system summed: bench/cpu.py), with
 the step over without it; on a machine whose cores the run fills, the CPU is the steadiest of the three.
 Informational, no target: the whole booking (bench/scenarios/shapes.py, WHOLE_LOCAL) is the one held to the

@@ -1,10 +1,11 @@
 """The wallet participant's declaration: a payment, a participant of another kind.
 
-It answers the checkout body's `payment` (`{"method": "wallet"}`), holds after the inventory (`stage` 1) an amount
-derived from the inventory's holds (the total of their priced lines), confirms (captures) before them, declines
-with services.errors.Declined (409 REJECTED naming `payment`), refunds a capture by key, and has no inventory rows:
-no unit limits, no sold-out fast path, no catalogue offers. Its HTTP resource is an account: `PUT` (operator) and
-`GET` (the customer's own, or the operator) `/v1/wallets/{customer_id}`.
+It answers the checkout body's `payment` (`{"method": "wallet"}`) and holds (`stage` 1) the checkout's total: the API's
+quote, beside the inventory's holds (`derive_quoted`), refused as `repriced` when the held lines add up to anything
+else; without a quote, after the holds, the total of their priced lines (`derive`). It confirms (captures) before the
+inventory, declines with services.errors.Declined (409 REJECTED naming `payment`), refunds a capture by key, and has no
+inventory rows: no unit limits, no sold-out fast path, no catalogue offers. Its HTTP resource is an account: `PUT`
+(operator) and `GET` (the customer's own, or the operator) `/v1/wallets/{customer_id}`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenarios.shapes import PHASE_LEVEL, PHASES, SHAPES, STEP_LEVEL, STEP_RUNS, STEPS, WHOLE_LOCAL
+from bench.scenarios.shapes import (
+    PHASE_LEVEL,
+    PHASES,
+    SHAPES,
+    STEP_LEVEL,
+    STEP_PLAIN,
+    STEP_RUNS,
+    STEPS,
+    WHOLE_LOCAL,
+)
 from bench.sizes import LEVELS, SIZES
 
 # Minutes of load plus the stack's start: longer than the default per-test timeout (pyproject).
@@ -60,8 +69,9 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
             assert steps["activity_tasks"] >= 3, (shape.key, steps)
         else:
             assert steps["activity_tasks"] == 0 and steps["local_activities"] >= 3, (shape.key, steps)
-        # One patch marker: the saga asks patches-asked-at-start in its first task and no other patch.
-        assert steps["patch_markers"] == 1, (shape.key, steps)
+        # One patch marker: the saga asks patches-asked-at-start in its first task and no other patch; a paid one,
+        # quoted by the API, asks payment-beside-holds there too.
+        assert steps["patch_markers"] == (2 if shape.paid else 1), (shape.key, steps)
         spent: dict[str, float] = {}
         for concurrency, level in run["levels"].items():
             assert level["placed"] == tiny.levels[int(concurrency)], (shape.key, concurrency, level["not_placed"])
@@ -111,14 +121,17 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     steps = results["scenarios"]["steps"]
     # Measured in that order (plain, step, plain, ...), each step against the two plain runs either side, pooled.
     assert list(steps["runs"]) == [shape.key for shape in STEP_RUNS]
-    for row in steps["table"]:
-        assert sorted(row["checkouts"]) == [tiny.levels[STEP_LEVEL], 2 * tiny.levels[STEP_LEVEL]], row
+    for row, (_, with_it, without) in zip(steps["table"], STEPS, strict=True):
+        # The plain side pools two runs; a cut between two variants (the payment beside the holds) has one each.
+        runs_pooled = sorted(2 if side == STEP_PLAIN else 1 for side in (with_it, without))
+        assert sorted(row["checkouts"]) == [n * tiny.levels[STEP_LEVEL] for n in runs_pooled], row
     for key, run in steps["runs"].items():
         assert run["placed"] == run["checkouts"] == tiny.levels[STEP_LEVEL], (key, run["levels"])
     assert [row["step"] for row in steps["table"]] == [step for step, _, _ in STEPS]
     assert all(value > 0 for row in steps["table"] for value in row["per_second"]), steps["table"]
     assert all(cpu["total"] > 0 for row in steps["table"] for cpu in row["cpu_ms_per_checkout"]), steps["table"]
     assert steps["runs"]["step_wallet"]["wallets_authorized"] == tiny.levels[STEP_LEVEL]
+    assert steps["runs"]["step_wallet_after"]["wallets_authorized"] == tiny.levels[STEP_LEVEL]
     assert steps["runs"]["step_webhooks"]["webhooks_delivered"] > 0
 
     sale = results["scenarios"]["flash sale"]
