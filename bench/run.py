@@ -174,11 +174,11 @@ async def _measure_steps(stack: BenchStack, api: BenchApi, client: Client, hooks
     runs: dict[str, ShapeRun] = {}
     rss_at_start: dict[str, float] = {}
     for shape in shapes.STEP_RUNS:
-        log(f"step alone: {shape.label}, c={shapes.STEP_LEVEL}")
+        log(f"step alone: {shape.label}, c={', '.join(str(c) for c in (*shape.extra_levels, shapes.STEP_LEVEL))}")
         await _start_shape(stack, api, hooks, size, shape, first=False)
         rss_at_start = {name: stack.rss_mib(name) for name in ("api", "workers")}
         runs[shape.key] = await _measure(stack, api, client, hooks, size, out, shape, {},
-                                         levels=(shapes.STEP_LEVEL,))
+                                         levels=(*shape.extra_levels, shapes.STEP_LEVEL))
     return runs, rss_at_start
 
 

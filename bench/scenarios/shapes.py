@@ -73,6 +73,9 @@ class Shape:
     paid: bool = False
     # Settings a cut's run turns back (its "without it"), over everything above: (variable, value) pairs.
     env: tuple[tuple[str, str], ...] = ()
+    # A step run's levels besides STEP_LEVEL: a cut whose gain is in one checkout's own time is measured at
+    # PHASE_LEVEL too (its phases read there), with and without it.
+    extra_levels: tuple[int, ...] = ()
 
     @property
     def placements(self) -> dict[str, str]:
@@ -107,10 +110,11 @@ STEP_VARIANTS = (
     Shape("step_no_codec", "real, local, codec off", "local", noop=False, codec=False),
     Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
     Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
-    Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
+    Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True,
+          extra_levels=(PHASE_LEVEL,)),
     # The payment as before its cut: no quote from the API, so the wallet authorizes the held total after the holds.
     Shape("step_wallet_after", "real, local + wallet payment after the holds", "local", noop=False, paid=True,
-          env=(("PAYMENT_BESIDE_HOLDS", "false"),)),
+          env=(("PAYMENT_BESIDE_HOLDS", "false"),), extra_levels=(PHASE_LEVEL,)),
     Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
           env=(("PRICE_CHECK_SECONDS", "0"),)),
 )

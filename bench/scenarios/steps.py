@@ -5,7 +5,8 @@ step's run (the two pooled: their checkouts over their summed time, their answer
 The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
 the relay to a local receiver) and the wallet's payment (the API's quote authorized beside the holds, on priced
-inventory); and the cut of that payment: beside the holds against after them (both sides paid).
+inventory); and the cut of that payment: beside the holds against after them (both sides paid, and measured at
+c=1 as well, with each side's phases, since its gain is in one checkout's own time).
 Each is a ratio, checkouts/s, p50 and CPU per checkout (every process of the system summed: bench/cpu.py), with
 the step over without it; on a machine whose cores the run fills, the CPU is the steadiest of the three.
 Informational, no target: the whole booking (bench/scenarios/shapes.py, WHOLE_LOCAL) is the one held to the
@@ -17,7 +18,17 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import Figure
-from bench.scenarios.shapes import STEP_LEVEL, STEP_PLAIN, STEPS, Level, Shape, ShapeRun, plains_beside
+from bench.scenarios.shapes import (
+    PHASE_LEVEL,
+    PHASES,
+    STEP_LEVEL,
+    STEP_PLAIN,
+    STEPS,
+    Level,
+    Shape,
+    ShapeRun,
+    plains_beside,
+)
 
 SCENARIO = "steps"
 
@@ -51,6 +62,14 @@ def figures(runs: dict[str, ShapeRun]) -> list[Figure]:
         if on.cpu_seconds and off.cpu_seconds:
             result.append(Figure(SCENARIO, f"{step}: CPU per checkout at c={STEP_LEVEL}", _cpu_total(on), "ms",
                                  baseline=_cpu_total(off), baseline_name="without it"))
+        if PHASE_LEVEL in with_it.levels and PHASE_LEVEL in without.levels:
+            one_on, one_off = with_it.at(PHASE_LEVEL), without.at(PHASE_LEVEL)
+            result.append(Figure(SCENARIO, f"{step}: p50 at c={PHASE_LEVEL}", one_on.latency_ms(50), "ms",
+                                 baseline=one_off.latency_ms(50), baseline_name="without it"))
+            phases_on, phases_off = one_on.phases_p50_ms(), one_off.phases_p50_ms()
+            result += [Figure(SCENARIO, f"{step}: at c={PHASE_LEVEL}: {name}, p50", phases_on[name], "ms",
+                              baseline=phases_off[name], baseline_name="without it")
+                       for name in PHASES if name in phases_on and name in phases_off]
     return result
 
 
