@@ -38,12 +38,10 @@ from runtime.worker import build_workers
 from services.bookings.records import BookingRecords
 from services.cars.schemas import CarRequest, DepotInventory
 from services.db import create_engine
-from services.flight.schemas import FlightInventory, FlightRequest
+from services.flight.schemas import FlightInventory
 from services.migrate import reset
-from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import NAMES, build_services, local_names
 from services.types import Money
-from services.wallet.schemas import WalletBody, WalletRequest
 from settings import Settings
 from tests.replay.stamp import refresh_stamp
 from tests.workflow.helpers import (
@@ -53,6 +51,7 @@ from tests.workflow.helpers import (
     eventually,
     register_search_attributes,
     seed,
+    seed_paid,
     start_checkout,
     unique,
 )
@@ -339,17 +338,7 @@ async def _paid_checkout(
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
     """A priced flight seat and item paid from a wallet holding `balance` (the total is 12 000 EUR cents); with a
     `quote`, started as the API starts a paid checkout (the payment authorizes the quote beside the holds)."""
-    customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
-    await services["flight"].upsert(flight_id, FlightInventory(
-        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
-        currency="EUR", fares={"economy": 10_000},
-    ))
-    await services["orders"].upsert(sku, ItemInventory(stock=5, currency="EUR", price=2_000))
-    await services["wallet"].upsert(customer, WalletBody(currency="EUR", balance=balance))
-    request = CheckoutRequest.model_validate({
-        "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
-        "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
-    })
+    request = (await seed_paid(services, balance=balance)).request
     return await start_checkout(client, settings, request, attributes_at_start=True,
                                 quote=None if quote is None else Money(amount=quote, currency="EUR"))
 

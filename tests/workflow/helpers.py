@@ -23,6 +23,7 @@ from services.hotel.schemas import HotelInventory, HotelRequest, StayQuery
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.registry import NAMES, AnyService, local_names
 from services.types import Frozen, HoldResult, Money
+from services.wallet.schemas import WalletBody, WalletRequest
 from settings import Settings
 from tests.waiting import eventually
 from workflows import search_attributes
@@ -200,6 +201,35 @@ async def seed(services: Mapping[str, Any], *, seats: int = 5, rooms: int = 3, s
     ))
     await services["orders"].upsert(inventory.sku, ItemInventory(stock=stock))
     return inventory
+
+
+@dataclass(frozen=True)
+class Paid:
+    """A priced flight seat (10 000) and item (2 000 EUR cents) paid from the customer's funded wallet."""
+
+    customer: str
+    flight_id: str
+    sku: str
+    request: CheckoutRequest
+
+
+PAID_TOTAL = 12_000
+
+
+async def seed_paid(services: Mapping[str, Any], *, balance: int) -> Paid:
+    """Inventory, prices and a wallet holding `balance` for one paid checkout (its total: PAID_TOTAL, in EUR)."""
+    customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
+    await services["flight"].upsert(flight_id, FlightInventory(
+        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
+        currency="EUR", fares={"economy": 10_000},
+    ))
+    await services["orders"].upsert(sku, ItemInventory(stock=5, currency="EUR", price=2_000))
+    await services["wallet"].upsert(customer, WalletBody(currency="EUR", balance=balance))
+    request = CheckoutRequest.model_validate({
+        "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
+        "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
+    })
+    return Paid(customer, flight_id, sku, request)
 
 
 async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,6 @@ on the time-skipping server; the staged path (no quote) is held beside it where 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,41 +12,23 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.models import activity_name
-from services.flight.schemas import FlightInventory, FlightRequest
-from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.types import HoldStatus, Money, Shortage
-from services.wallet.schemas import WalletBody, WalletQuery, WalletRequest
+from services.wallet.schemas import WalletQuery
 from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
-from tests.workflow.helpers import start_checkout, unique
-from workflows.models import CONFIRM, CheckoutRequest, CheckoutStatus, CheckoutView
+from tests.workflow.helpers import PAID_TOTAL, Paid, seed_paid, start_checkout
+from workflows.models import CONFIRM, CheckoutStatus, CheckoutView
 
 pytestmark = pytest.mark.usefixtures("saga_workers")
 
-# A seat at 10 000 and an item at 2 000 EUR cents.
-TOTAL = Money(amount=12_000, currency="EUR")
+TOTAL = Money(amount=PAID_TOTAL, currency="EUR")
 
 
-async def _paid(services: dict[str, Any], balance: int) -> tuple[str, str, str, CheckoutRequest]:
-    customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
-    await services["flight"].upsert(flight_id, FlightInventory(
-        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
-        currency="EUR", fares={"economy": 10_000},
-    ))
-    await services["orders"].upsert(sku, ItemInventory(stock=5, currency="EUR", price=2_000))
-    await services["wallet"].upsert(customer, WalletBody(currency="EUR", balance=balance))
-    request = CheckoutRequest.model_validate({
-        "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
-        "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
-    })
-    return customer, flight_id, sku, request
-
-
-async def _moved(services: dict[str, Any], customer: str, flight_id: str, sku: str) -> dict[str, tuple[int, int]]:
+async def _moved(services: dict[str, Any], paid: Paid) -> dict[str, tuple[int, int]]:
     """(held, sold) of the seat and the item, (authorized, captured) of the wallet."""
-    seats = (await services["flight"].availability(flight_id)).seat_classes["economy"]
-    item = await services["orders"].availability(sku)
-    account = await services["wallet"].availability(customer, WalletQuery())
+    seats = (await services["flight"].availability(paid.flight_id)).seat_classes["economy"]
+    item = await services["orders"].availability(paid.sku)
+    account = await services["wallet"].availability(paid.customer, WalletQuery())
     return {"flight": (seats.held, seats.sold), "orders": (item.held, item.sold),
             "wallet": (account.authorized, account.captured)}
 
@@ -67,14 +48,14 @@ async def _scheduled_before_any_completed(handle: Any) -> set[str]:
 async def test_a_quoted_payment_is_authorized_beside_the_holds_and_captured(
     saga_client: Client, saga_settings: Settings, saga_services, quoted: bool
 ) -> None:
-    customer, flight_id, sku, request = await _paid(saga_services, balance=50_000)
+    paid = await seed_paid(saga_services, balance=50_000)
     handle, view = await start_checkout(
-        saga_client, saga_settings, request, remote=True, quote=TOTAL if quoted else None
+        saga_client, saga_settings, paid.request, remote=True, quote=TOTAL if quoted else None
     )
     assert view.status == CheckoutStatus.HELD, (view.error, view.unavailable)
     wallet = next(hold for hold in view.holds if hold.service == "wallet")
-    assert [(line.quantity, line.resource) for line in wallet.lines] == [(12_000, f"{customer}/EUR")]
-    assert await _moved(saga_services, customer, flight_id, sku) == {
+    assert [(line.quantity, line.resource) for line in wallet.lines] == [(12_000, f"{paid.customer}/EUR")]
+    assert await _moved(saga_services, paid) == {
         "flight": (1, 0), "orders": (1, 0), "wallet": (12_000, 0)}
     # Remote placement: each hold is an activity task, so the history shows which round scheduled the wallet's.
     holds = {activity_name(service, "hold") for service in ("flight", "orders", "wallet")}
@@ -83,7 +64,7 @@ async def test_a_quoted_payment_is_authorized_beside_the_holds_and_captured(
 
     confirmed = await handle.execute_update(CONFIRM, result_type=CheckoutView)
     assert confirmed.status == CheckoutStatus.CONFIRMED, confirmed.error
-    assert await _moved(saga_services, customer, flight_id, sku) == {
+    assert await _moved(saga_services, paid) == {
         "flight": (0, 1), "orders": (0, 1), "wallet": (0, 12_000)}
     await handle.result()
     await assert_ledger_clean(saga_services)
@@ -93,18 +74,18 @@ async def test_a_quoted_payment_is_authorized_beside_the_holds_and_captured(
 async def test_a_price_changed_since_the_quote_refuses_the_checkout_and_releases_everything(
     saga_client: Client, saga_settings: Settings, saga_services, quote: int
 ) -> None:
-    customer, flight_id, sku, request = await _paid(saga_services, balance=50_000)
+    paid = await seed_paid(saga_services, balance=50_000)
     handle, view = await start_checkout(
-        saga_client, saga_settings, request, quote=Money(amount=quote, currency="EUR")
+        saga_client, saga_settings, paid.request, quote=Money(amount=quote, currency="EUR")
     )
     assert view.status == CheckoutStatus.REJECTED, (view.status, view.error)
     assert [(s.resource, s.requested, s.available) for s in view.unavailable] == [("payment", 12_000, quote)]
     assert "prices changed" in (view.unavailable[0].reason or "")
     assert {hold.service: hold.status for hold in view.holds} == {
         "flight": HoldStatus.RELEASED, "orders": HoldStatus.RELEASED, "wallet": HoldStatus.RELEASED}
-    assert await _moved(saga_services, customer, flight_id, sku) == {
+    assert await _moved(saga_services, paid) == {
         "flight": (0, 0), "orders": (0, 0), "wallet": (0, 0)}
-    assert (await saga_services["wallet"].availability(customer, WalletQuery())).available == 50_000
+    assert (await saga_services["wallet"].availability(paid.customer, WalletQuery())).available == 50_000
     result = await handle.result()
     assert result.status == CheckoutStatus.REJECTED
     await assert_ledger_clean(saga_services)
@@ -113,14 +94,14 @@ async def test_a_price_changed_since_the_quote_refuses_the_checkout_and_releases
 async def test_a_quoted_payment_declined_releases_the_holds_placed_beside_it(
     saga_client: Client, saga_settings: Settings, saga_services
 ) -> None:
-    customer, flight_id, sku, request = await _paid(saga_services, balance=5_000)
-    handle, view = await start_checkout(saga_client, saga_settings, request, quote=TOTAL)
+    paid = await seed_paid(saga_services, balance=5_000)
+    handle, view = await start_checkout(saga_client, saga_settings, paid.request, quote=TOTAL)
     assert view.status == CheckoutStatus.REJECTED, (view.status, view.error)
     assert view.unavailable == [Shortage(
         resource="payment", requested=12_000, available=5_000,
         reason="the wallet holds 5000 EUR, the total is 12000 EUR",
     )]
-    assert await _moved(saga_services, customer, flight_id, sku) == {
+    assert await _moved(saga_services, paid) == {
         "flight": (0, 0), "orders": (0, 0), "wallet": (0, 0)}
     await handle.result()
     await assert_ledger_clean(saga_services)

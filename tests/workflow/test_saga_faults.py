@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from services.errors import HoldNotActive
-from services.flight.schemas import FlightInventory, FlightRequest
-from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.types import HoldStatus
-from services.wallet.schemas import WalletBody, WalletQuery, WalletRequest
+from services.wallet.schemas import WalletQuery
 from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
-from tests.workflow.helpers import counters, eventually, seed, start_checkout, unique
+from tests.workflow.helpers import counters, eventually, seed, seed_paid, start_checkout
 from workflows import search_attributes
 from workflows.models import (
     CANCEL,
@@ -24,7 +20,6 @@ from workflows.models import (
     RETRY_COMPENSATION_SIGNAL,
     STATE_QUERY,
     UPDATE_REFUSED,
-    CheckoutRequest,
     CheckoutStatus,
     CheckoutView,
 )
@@ -169,18 +164,9 @@ async def test_a_sale_the_history_never_kept_is_given_back_when_the_checkout_is_
 async def test_a_paid_sale_the_history_never_kept_is_refunded_when_the_hold_expires(
     saga_client: Client, saga_settings: Settings, saga_services, time_skipping_env: WorkflowEnvironment
 ) -> None:
-    customer, flight_id, sku = unique("cust"), unique("FL"), unique("SKU")
-    await saga_services["flight"].upsert(flight_id, FlightInventory(
-        origin="LHR", destination="JFK", departs_at=datetime(2031, 6, 1, 9, tzinfo=UTC), seats={"economy": 5},
-        currency="EUR", fares={"economy": 10_000},
-    ))
-    await saga_services["orders"].upsert(sku, ItemInventory(stock=5, currency="EUR", price=2_000))
-    await saga_services["wallet"].upsert(customer, WalletBody(currency="EUR", balance=50_000))
-    request = CheckoutRequest.model_validate({
-        "customer_id": customer, "flight": FlightRequest(flight_id=flight_id, seat_class="economy", seats=1),
-        "items": ItemsRequest(items=[ItemLine(sku=sku, quantity=1)]), "payment": WalletRequest(),
-    })
-    handle, view = await start_checkout(saga_client, saga_settings, request, hold_seconds=60)
+    paid = await seed_paid(saga_services, balance=50_000)
+    customer, flight_id, sku = paid.customer, paid.flight_id, paid.sku
+    handle, view = await start_checkout(saga_client, saga_settings, paid.request, hold_seconds=60)
     assert view.status == CheckoutStatus.HELD, view.error
     # The lost task's confirms: the payment captured first, then the inventory, as the saga orders them.
     for service in ("wallet", "flight", "orders"):
