@@ -270,10 +270,10 @@ class CheckoutSaga:
         failures: dict[str, BaseException] = {}
         holds, customer = dict(self._state.holds), self._params.request.customer_id
         for service in services:
-            derived, request = participant(service), self._requests[service]
+            part, request = participant(service), self._requests[service]
             try:
-                self._requests[service] = (derived.derive(request, customer, holds) if quote is None
-                                           else derived.derive_quoted(request, customer, quote))
+                self._requests[service] = (part.derive(request, customer, holds) if quote is None
+                                           else part.derive_quoted(request, customer, quote))
             except LedgerError as error:
                 failures[service] = to_application_error(error)
         return failures
