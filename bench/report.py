@@ -174,6 +174,32 @@ def steps_markdown(rows: list[dict[str, Any]]) -> str:
     return _markdown(STEP_COLUMNS, step_rows(rows))
 
 
+def step_phase_columns() -> tuple[str, ...]:
+    return ("step", "p50 with / without", "ratio", *PHASES)
+
+
+def step_phase_rows(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per step at PHASE_LEVEL: the answer's p50 with and without it, and each phase's (with / without)."""
+    result: list[tuple[str, ...]] = []
+    for row in rows:
+        one = row.get("at_phase_level")
+        if not one:
+            continue
+        on, off = one["phases_p50_ms"]
+        result.append((row["step"], f'{one["p50_ms"][0]:.1f} / {one["p50_ms"][1]:.1f}', _ratio(*one["p50_ms"]),
+                       *(f"{on[name]:.1f} / {off[name]:.1f}" if name in on and name in off else "-"
+                         for name in PHASES)))
+    return result
+
+
+def step_phases_text(rows: list[dict[str, Any]]) -> str:
+    return _text(step_phase_columns(), step_phase_rows(rows))
+
+
+def step_phases_markdown(rows: list[dict[str, Any]]) -> str:
+    return _markdown(step_phase_columns(), step_phase_rows(rows))
+
+
 def markdown(size: str, machine: dict[str, Any], figures: list[Figure], shapes: dict[str, Any], started_at: str,
              seconds: float, steps: dict[str, Any] | None = None) -> str:
     step_section = "" if steps is None else f"""
@@ -181,6 +207,11 @@ Each step of the whole booking alone, at c={steps["level"]} (the real checkout, 
 step changed, beside the plain real checkout measured right before and right after it, the two pooled):
 
 {steps_markdown(steps["table"])}
+
+The same runs at c={PHASE_LEVEL}, one checkout at a time: the p50 of the answer and of each phase, in ms, with the
+step / without it:
+
+{step_phases_markdown(steps["table"])}
 """
     return f"""## The last full run
 

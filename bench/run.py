@@ -168,17 +168,17 @@ async def _measure_shapes(stack: BenchStack, api: BenchApi, client: Client, hook
 
 async def _measure_steps(stack: BenchStack, api: BenchApi, client: Client, hooks: Hooks, size: Size,
                          out: Path) -> tuple[dict[str, ShapeRun], dict[str, float]]:
-    """Each step of the whole booking alone at shapes.STEP_LEVEL, the plain real checkout last; returns the runs
+    """Each step of the whole booking alone at shapes.STEP_LEVELS, the plain real checkout last; returns the runs
     and the API's and the workers' RSS once the last one's workers had warmed up (the scenarios after it run on
     the same processes)."""
     runs: dict[str, ShapeRun] = {}
     rss_at_start: dict[str, float] = {}
     for shape in shapes.STEP_RUNS:
-        log(f"step alone: {shape.label}, c={', '.join(str(c) for c in (*shape.extra_levels, shapes.STEP_LEVEL))}")
+        log(f"step alone: {shape.label}, c={', '.join(str(c) for c in shapes.STEP_LEVELS)}")
         await _start_shape(stack, api, hooks, size, shape, first=False)
         rss_at_start = {name: stack.rss_mib(name) for name in ("api", "workers")}
         runs[shape.key] = await _measure(stack, api, client, hooks, size, out, shape, {},
-                                         levels=(*shape.extra_levels, shapes.STEP_LEVEL))
+                                         levels=shapes.STEP_LEVELS)
     return runs, rss_at_start
 
 
@@ -290,6 +290,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(report.phases_text(details["floor vs real"]["shapes"]))
     print()
     print(report.steps_text(details["steps"]["table"]))
+    print()
+    print(report.step_phases_text(details["steps"]["table"]))
     print(f"\n{len(figures)} figures in {seconds:.0f}s; written to {out}/results.json, chart.png, "
           "performance.md")
     return 0

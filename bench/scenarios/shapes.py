@@ -73,9 +73,6 @@ class Shape:
     paid: bool = False
     # Settings a cut's run turns back (its "without it"), over everything above: (variable, value) pairs.
     env: tuple[tuple[str, str], ...] = ()
-    # A step run's levels besides STEP_LEVEL: a cut whose gain is in one checkout's own time is measured at
-    # PHASE_LEVEL too (its phases read there), with and without it.
-    extra_levels: tuple[int, ...] = ()
 
     @property
     def placements(self) -> dict[str, str]:
@@ -105,16 +102,18 @@ ORDER = (FLOOR_REMOTE, REAL_REMOTE, FLOOR_LOCAL, WHOLE_LOCAL, WHOLE_LOCAL, FLOOR
 # runs either side of it, pooled: a drift through the run weighs on both sides of a step alike, and a step is
 # never held against a plain run measured minutes away from it.
 STEP_LEVEL = 5
+# Every step run measures PHASE_LEVEL first (one checkout's own time, with its phases: where a step's cost in the
+# answer shows without queueing), then STEP_LEVEL (where the cores are full and the rate follows the CPU).
+STEP_LEVELS = (PHASE_LEVEL, STEP_LEVEL)
 STEP_PLAIN = Shape("step_plain", "real, local (the steps' baseline)", "local", noop=False)
 STEP_VARIANTS = (
     Shape("step_no_codec", "real, local, codec off", "local", noop=False, codec=False),
     Shape("step_rate_limit", "real, local + rate limiter", "local", noop=False, rate_limit=True),
     Shape("step_webhooks", "real, local + webhooks and relay", "local", noop=False, webhooks=True),
-    Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True,
-          extra_levels=(PHASE_LEVEL,)),
+    Shape("step_wallet", "real, local + wallet payment", "local", noop=False, paid=True),
     # The payment as before its cut: no quote from the API, so the wallet authorizes the held total after the holds.
     Shape("step_wallet_after", "real, local + wallet payment after the holds", "local", noop=False, paid=True,
-          env=(("PAYMENT_BESIDE_HOLDS", "false"),), extra_levels=(PHASE_LEVEL,)),
+          env=(("PAYMENT_BESIDE_HOLDS", "false"),)),
     Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
           env=(("PRICE_CHECK_SECONDS", "0"),)),
 )

@@ -17,6 +17,7 @@ from bench.scenarios.shapes import (
     PHASES,
     SHAPES,
     STEP_LEVEL,
+    STEP_LEVELS,
     STEP_PLAIN,
     STEP_RUNS,
     STEPS,
@@ -125,19 +126,21 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         # The plain side pools two runs; a cut between two variants (the payment beside the holds) has one each.
         runs_pooled = sorted(2 if side == STEP_PLAIN else 1 for side in (with_it, without))
         assert sorted(row["checkouts"]) == [n * tiny.levels[STEP_LEVEL] for n in runs_pooled], row
-    for shape in STEP_RUNS:
-        run = steps["runs"][shape.key]
-        wanted = sum(tiny.levels[c] for c in (*shape.extra_levels, STEP_LEVEL))
-        assert run["placed"] == run["checkouts"] == wanted, (shape.key, run["levels"])
+    for key, run in steps["runs"].items():
+        wanted = sum(tiny.levels[c] for c in STEP_LEVELS)
+        assert run["placed"] == run["checkouts"] == wanted, (key, run["levels"])
     assert [row["step"] for row in steps["table"]] == [step for step, _, _ in STEPS]
     assert all(value > 0 for row in steps["table"] for value in row["per_second"]), steps["table"]
     assert all(cpu["total"] > 0 for row in steps["table"] for cpu in row["cpu_ms_per_checkout"]), steps["table"]
     for key in ("step_wallet", "step_wallet_after"):
         assert steps["runs"][key]["wallets_authorized"] == steps["runs"][key]["checkouts"], key
-    # The payment's cut at c=1 too: both sides' answers and phases.
-    for name in (f"p50 at c={PHASE_LEVEL}", f"at c={PHASE_LEVEL}: first task: the rest, p50"):
-        figure = by_name[f"cut: payment beside the holds: {name}"]
-        assert figure["value"] > 0 and figure["baseline"] > 0, figure
+    # Every step at c=1 too: both sides' answers and every phase of each (the plain side pooled).
+    for row in steps["table"]:
+        one = row["at_phase_level"]
+        assert all(p50 > 0 for p50 in one["p50_ms"]), row
+        assert all(list(phases) == list(PHASES) for phases in one["phases_p50_ms"]), row
+        figure = by_name[f"{row['step']}: p50 at c={PHASE_LEVEL}"]
+        assert (figure["value"], figure["baseline"]) == tuple(one["p50_ms"]), figure
     assert steps["runs"]["step_webhooks"]["webhooks_delivered"] > 0
 
     sale = results["scenarios"]["flash sale"]

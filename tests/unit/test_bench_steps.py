@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.scenarios import steps
 from bench.scenarios.shapes import (
     STEP_LEVEL,
+    STEP_LEVELS,
     STEP_PLAIN,
     STEP_PLAINS,
     STEP_RUNS,
@@ -18,7 +19,7 @@ from bench.scenarios.shapes import (
 
 def _run(number: int, shape: Shape) -> ShapeRun:
     # Each run's seconds say which run it is (1, 2, 4, 8, ...: any pooled sum names its parts).
-    return ShapeRun(shape, {STEP_LEVEL: Level(STEP_LEVEL, 1, float(2**number), [], {})}, {})
+    return ShapeRun(shape, {c: Level(c, 1, float(2**number), [], {}) for c in STEP_LEVELS}, {})
 
 
 def test_the_runs_alternate_plain_and_step_and_end_plain() -> None:
@@ -40,6 +41,7 @@ def test_each_step_is_held_against_the_plain_runs_either_side_of_it() -> None:
         plain, measured = (on, off) if with_it == STEP_PLAIN else (off, on)
         position = STEP_RUNS.index(variant)
         before, after = STEP_RUNS[position - 1], STEP_RUNS[position + 1]
-        assert plain.at(STEP_LEVEL).seconds == seconds[before.key] + seconds[after.key], step
-        assert plain.at(STEP_LEVEL).checkouts == 2
+        for level in STEP_LEVELS:  # each level pooled on its own
+            assert plain.at(level).seconds == seconds[before.key] + seconds[after.key], (step, level)
+            assert plain.at(level).checkouts == 2
         assert measured.at(STEP_LEVEL).seconds == seconds[variant.key]
