@@ -39,14 +39,18 @@ def _pooled(runs: dict[str, ShapeRun], plains: tuple[Shape, ...]) -> ShapeRun:
     return ShapeRun(STEP_PLAIN, {c: Level.pooled([runs[shape.key].at(c) for shape in plains]) for c in STEP_LEVELS}, {})
 
 
+def _side(runs: dict[str, ShapeRun], shape: Shape, variant: Shape) -> ShapeRun:
+    """One side of a step: its own run, or for STEP_PLAIN the two plain runs either side of `variant`'s, pooled."""
+    return _pooled(runs, plains_beside(variant)) if shape == STEP_PLAIN else runs[shape.key]
+
+
 def _pairs(runs: dict[str, ShapeRun]) -> list[tuple[str, ShapeRun, ShapeRun]]:
-    """(step, with it, without it), the plain side being the two plain runs either side of the step's run."""
+    """(step, with it, without it): a plain side pooled around the step's run; a cut between two variants (the
+    payment beside the holds) is each variant's own run, and pools nothing."""
     pairs = []
     for step, with_it, without in STEPS:
         variant = without if with_it == STEP_PLAIN else with_it
-        plain = _pooled(runs, plains_beside(variant))
-        pairs.append((step, plain if with_it == STEP_PLAIN else runs[with_it.key],
-                      plain if without == STEP_PLAIN else runs[without.key]))
+        pairs.append((step, _side(runs, with_it, variant), _side(runs, without, variant)))
     return pairs
 
 
