@@ -40,6 +40,7 @@ def relay_config(settings: Settings) -> RelayConfig:
         timeout_seconds=settings.webhook_timeout_seconds, concurrency=settings.webhook_concurrency,
         backoff_base_seconds=settings.webhook_backoff_base_seconds,
         backoff_max_seconds=settings.webhook_backoff_max_seconds, poll_seconds=settings.webhook_poll_seconds,
+        round_seconds=settings.webhook_round_seconds,
     )
 
 

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=8, ge=1)
     # The relay polls this often besides waking on each commit's NOTIFY.
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # An endpoint's rounds that fan out start at most this often: the events committed meanwhile go out in one round
+    # (0: a round at every commit).
+    webhook_round_seconds: float = Field(default=0.1, ge=0)
     # `booking-saga relay` serves its Prometheus metrics on this port (unset: no endpoint).
     relay_metrics_port: int | None = None
     relay_metrics_host: str = "127.0.0.1"

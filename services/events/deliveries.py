@@ -8,7 +8,8 @@
   newest event: it receives what happens from then on (the feed has the past).
 - **Per checkout, in order.** Only the head of a (endpoint, checkout) queue can be leased: the row with no older
   row of the same checkout on that endpoint. The next event of a checkout is sent only once the previous one got a
-  2xx (its row is then deleted). Different checkouts are leased independently, so they go out concurrently.
+  2xx (its row is then deleted; `delivered` with `lease_seconds` leases that next row to the same relay in the same
+  round trip, so it goes out at once). Different checkouts are leased independently, so they go out concurrently.
   A row written behind another waits with `next_attempt_at` = infinity and is made due when the row before it
   goes, so a lease reads only due heads off the `deliveries_due` index, however long a dead endpoint's queue has
   grown. The fan-out holds the row it found ahead FOR SHARE, so a delivery deleting that row waits for the fan-out
@@ -91,6 +92,10 @@ RETURNING e.id, e.type, e.checkout_id, e.customer_id, e.occurred_at, e.part, e.d
 # round trip (the function's migration, 0006_webhook_delivered, says why they must be two). NULL: not the caller's
 # row; else 1 when the checkout has a next event waiting on the endpoint, 0 when not.
 DELIVERED = "SELECT checkout.webhook_delivered($1, $2, $3, $4)"
+# The same, then the checkout's next row leased to the caller when it is due, in the same round trip (a third
+# statement in the function: 0007_webhook_delivered_next). No row: not the caller's row; else whether a next event
+# waits, and the one leased (NULLs when none was).
+DELIVERED_NEXT = "SELECT * FROM checkout.webhook_delivered_next($1, $2, $3, $4, $5)"
 # A row written while its checkout's head was being deleted can miss its promotion: found here, a while later.
 UNSTICK = f"""UPDATE {DELIVERIES} h SET next_attempt_at = now()
     WHERE h.endpoint_id = ANY($1::int[]) AND h.state = 'PENDING' AND h.next_attempt_at = 'infinity'
@@ -152,6 +157,8 @@ class Recorded:
 
     recorded: bool
     next_due: bool
+    # The checkout's next event, leased to the caller with the 2xx (`delivered` given `lease_seconds`).
+    next: Leased | None = None
 
 
 @dataclass(frozen=True)
@@ -199,12 +206,22 @@ class Deliveries:
         leased = [Leased(endpoint_id, event_from_row(row[:8]), int(row[8]), row[7]) for row in rows]
         return sorted(leased, key=lambda item: item.event.id or 0)
 
-    async def delivered(self, leased: Leased, owner: str) -> Recorded:
+    async def delivered(self, leased: Leased, owner: str, lease_seconds: float | None = None) -> Recorded:
         """Record a 2xx: the row goes, and its checkout's next row is due. Not `recorded` when the lease had run
-        out and been taken meanwhile."""
+        out and been taken meanwhile. With `lease_seconds`, that next row is leased to `owner` too when it is due
+        (`next`; `next_due` then says whether one is waiting that was not leased)."""
         async with pooled_driver(self.engine) as db:
-            waiting = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
-        return Recorded(recorded=waiting is not None, next_due=bool(waiting))
+            if lease_seconds is None:
+                waiting = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
+                return Recorded(recorded=waiting is not None, next_due=bool(waiting))
+            row = await db.fetchrow(DELIVERED_NEXT, leased.endpoint_id, leased.event.id, owner, leased.attempt,
+                                    lease_seconds)
+        if row is None:
+            return Recorded(recorded=False, next_due=False)
+        if row[1] is None:
+            return Recorded(recorded=True, next_due=bool(row[0]))
+        following = Leased(leased.endpoint_id, event_from_row(row[1:9]), int(row[9]), row[8])
+        return Recorded(recorded=True, next_due=False, next=following)
 
     async def unstick(self, endpoint_ids: Sequence[int]) -> int:
         """Make due the heads left waiting behind a row that is gone (see UNSTICK); how many."""

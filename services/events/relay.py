@@ -6,7 +6,14 @@ waits for a webhook (the saga only writes the outbox row). A round of the loop f
 rows, leases the due heads of the checkouts' queues and POSTs each (services/events/deliveries.py holds the rules
 that keep order per checkout and make several relays safe). It runs again when an event is committed (a NOTIFY on
 `booking_events`) and every `poll_seconds` in any case; a round that only leases (nothing new to fan out) runs when
-a delivery made its checkout's next event due, or freed a slot while more were waiting.
+a 2xx found its checkout's next event waiting and could not lease it, or freed a slot while more were waiting.
+Rounds that fan out start
+at most every `round_seconds`: an event committed right after one waits for the next, with every other event
+committed meanwhile, and they go out together (one fan-out and one lease for all). A round per commit costs the
+database and the relay a fan-out and a lease per event, at the moment the next checkouts are being placed; an
+event's delivery waits at most `round_seconds` more for it. A round that only leases does not wait. A checkout's
+next event needs no round at all: the 2xx of the one before leases it to the same delivery task, which sends it at
+once (services/events/deliveries.py, `delivered`).
 
 A request: the event's JSON body; headers `webhook-id` (the event id), `webhook-timestamp`, `webhook-signature`
 made by the `standardwebhooks` library from `WEBHOOK_SECRET`; redirects are not followed, and a proxy from the
@@ -23,6 +30,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -47,7 +55,8 @@ from services.unavailable import describe, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
-# Commit to 2xx: tens of milliseconds when all is well, up to the retry window when an endpoint is down.
+# Commit to 2xx: a round's wait (round_seconds at most) and a POST when all is well, up to the retry window when an
+# endpoint is down.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0)
 # A lease lasts twice the request timeout plus this: the relay has given up on its request (and recorded the
 # outcome) well before, whatever the clocks of relay and database say.
@@ -71,6 +80,7 @@ class RelayConfig:
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 3600.0
     poll_seconds: float = 1.0
+    round_seconds: float = 0.1
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt `attempt + 1`: exponential, capped, with jitter (half to all of it)."""
@@ -136,6 +146,10 @@ class RelayMetrics:
                             ["endpoint"], registry=registry)
         self.oldest = Gauge("booking_webhook_oldest_pending_seconds", "Age of the oldest waiting delivery.",
                             ["endpoint"], registry=registry)
+        self.rounds = Counter(
+            "booking_webhook_rounds", "Relay rounds by endpoint: each fans out the events committed since the one "
+            "before and leases the due deliveries; one at most every WEBHOOK_ROUND_SECONDS.", ["endpoint"],
+            registry=registry)
         self.backlog = Gauge("booking_webhook_backlog_events", "Committed events not yet fanned out to the endpoint.",
                              ["endpoint"], registry=registry)
 
@@ -149,6 +163,7 @@ class Relay:
         self.metrics = metrics or RelayMetrics(CollectorRegistry())
         self.deliveries = Deliveries(engine)
         self.webhook = Webhook(config.secret)
+        self.lease_seconds = 2 * config.timeout_seconds + LEASE_MARGIN_SECONDS
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakes: list[_Signal] = []
         # Set once the endpoints are registered: events committed from then on reach every endpoint.
@@ -208,11 +223,20 @@ class Relay:
 
         # The ones waiting for an answer (a stop drops those; the others are writing their outcome: let them).
         posting: set[asyncio.Task[bool]] = set()
-        lease_seconds = 2 * self.config.timeout_seconds + LEASE_MARGIN_SECONDS
         down = False
+        rounds = self.metrics.rounds.labels(endpoint=label)
+        loop = asyncio.get_running_loop()
+        last_fan_out = -math.inf
         async with self.client(url, self.config) as post:
             try:
                 while not self._stopping.is_set():
+                    if signal.news:
+                        # A fan-out at most every round_seconds: the commits meanwhile share it (the docstring).
+                        await self._pause(last_fan_out + self.config.round_seconds - loop.time())
+                        if self._stopping.is_set():
+                            break
+                        last_fan_out = loop.time()
+                    rounds.inc()
                     signal.event.clear()
                     fan_out, signal.news = signal.news, False
                     try:
@@ -222,7 +246,7 @@ class Relay:
                         free = self.config.concurrency - len(in_flight)
                         backlog = free <= 0
                         if free > 0:
-                            leased = await self.deliveries.lease(endpoint_id, self.owner, free, lease_seconds)
+                            leased = await self.deliveries.lease(endpoint_id, self.owner, free, self.lease_seconds)
                             backlog = len(leased) == free
                             for item in leased:
                                 task = asyncio.create_task(self._deliver(post, url, label, item, posting))
@@ -257,6 +281,12 @@ class Relay:
                     with contextlib.suppress(Exception):
                         await self.deliveries.release_all(endpoint_id, self.owner)
 
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (if positive) before a round, unless asked to stop meanwhile."""
+        if seconds > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
     def sign(self, event_id: int, body: bytes, at: datetime) -> dict[str, str]:
         """The Standard Webhooks headers for `body`."""
         msg_id = str(event_id)
@@ -271,7 +301,24 @@ class Relay:
     async def _deliver(
         self, post: Post, url: str, label: str, item: Leased, posting: set[asyncio.Task[bool]]
     ) -> bool:
-        """POST one event and record the outcome; True when that made the checkout's next event due."""
+        """POST one event and record the outcome, then each next event of its checkout that a 2xx leased with it
+        (a checkout's events back to back, in the same slot, with no lease round between); True when a lease round
+        should follow (a next event due that was not leased)."""
+        following: Leased | None = item
+        wanted = False
+        while following is not None:
+            error = await self._post(post, following, posting)
+            wanted, after = await self._record(url, label, following, error)
+            if after is not None and self._stopping.is_set():
+                # Handed back, as every other lease of a stopping relay is: any relay may send it at once.
+                with contextlib.suppress(Exception):
+                    await self.deliveries.release(after, self.owner)
+                return False
+            following = after
+        return wanted
+
+    async def _post(self, post: Post, item: Leased, posting: set[asyncio.Task[bool]]) -> str | None:
+        """POST one event: None for a 2xx, else what went wrong."""
         event = item.event
         assert event.id is not None
         body = json.dumps(event.body(), separators=(",", ":")).encode()
@@ -290,26 +337,27 @@ class Relay:
             error = f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
         finally:
             posting.discard(this)
-        return await self._record(url, label, item, error)
+        return error
 
-    async def _record(self, url: str, label: str, item: Leased, error: str | None) -> bool:
+    async def _record(self, url: str, label: str, item: Leased, error: str | None) -> tuple[bool, Leased | None]:
+        """Record the outcome: (a lease round wanted, the checkout's next event leased with a 2xx)."""
         event = item.event
         assert event.id is not None
         try:
             if error is None:
-                outcome = await self.deliveries.delivered(item, self.owner)
+                outcome = await self.deliveries.delivered(item, self.owner, self.lease_seconds)
                 if outcome.recorded:
                     self.metrics.deliveries.labels(endpoint=label, outcome="delivered").inc()
                     lag = (datetime.now(UTC) - item.recorded_at).total_seconds()
                     self.metrics.lag.labels(endpoint=label).observe(max(lag, 0.0))
                     if self.on_delivered is not None:
                         self.on_delivered(url, event.id)
-                return outcome.next_due
+                return outcome.next_due, outcome.next
             parked = await self.deliveries.failed(item, self.owner, error, self.config.backoff(item.attempt),
                                                   self.config.retry_hours * 3600)
         except Exception as problem:  # the lease runs out and the event goes again: at least once
             log.warning("relay: %s: event %d: could not record the outcome (%s)", label, event.id, describe(problem))
-            return False
+            return False, None
         if parked:
             self.metrics.deliveries.labels(endpoint=label, outcome="parked").inc()
             log.error("relay: %s: event %d parked after %d attempts (%s); with it %d later event(s) of checkout %s",
@@ -318,7 +366,7 @@ class Relay:
             self.metrics.deliveries.labels(endpoint=label, outcome="failed").inc()
             log.info("relay: %s: event %d attempt %d failed: %s", label, event.id, item.attempt, error)
         # Nothing new is due for it now: a retry's time comes with a poll.
-        return False
+        return False, None
 
     async def _listen(self) -> None:
         """Wake the endpoint loops on each commit's NOTIFY; the loops poll anyway, so a lost connection only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,7 +37,9 @@ async def _new_endpoint(deliveries: Deliveries) -> int:
     return (await deliveries.register([url]))[url]
 
 
-async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("lease_next", [False, True], ids=["made due", "leased with the 2xx"])
+async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine: AsyncEngine,
+                                                                         lease_next: bool) -> None:
     deliveries = Deliveries(engine)
     endpoint_id = await _new_endpoint(deliveries)
     cid = new_checkout_id()
@@ -54,17 +57,25 @@ async def test_a_row_fanned_out_behind_a_head_being_delivered_is_made_due(engine
         await driver.execute("BEGIN")
         assert await driver.fetchval(FAN_OUT, endpoint_id, 500) == 1
         # Meanwhile the head's 2xx is recorded: it must wait for the fan-out, then make the row behind due.
-        recording = asyncio.create_task(deliveries.delivered(leased, "me"))
-        await _until_waiting(engine, "webhook_delivered(")
+        recording = asyncio.create_task(deliveries.delivered(leased, "me", 60 if lease_next else None))
+        await _until_waiting(engine, "checkout.webhook_delivered")
         assert not recording.done()
         await driver.execute("COMMIT")
     finally:
         await conn.close()
-    # Recorded, and the relay told that the checkout's next event is due (so it leases again at once).
-    assert await recording == Recorded(recorded=True, next_due=True)
+    recorded = await recording
+    assert recorded.recorded
     assert await _next_attempt(engine, endpoint_id, behind.id) != "infinity"
-    (next_one,) = await deliveries.lease(endpoint_id, "me", 100, 60)
-    assert next_one.event.id == behind.id
+    if lease_next:
+        # The row behind, leased to the caller with the 2xx: no lease round finds it.
+        assert recorded.next is not None and recorded.next.event.id == behind.id and recorded.next.attempt == 1
+        assert not recorded.next_due
+        assert await deliveries.lease(endpoint_id, "someone else", 100, 60) == []
+    else:
+        # The relay told that the checkout's next event is due (so it leases again at once).
+        assert recorded == Recorded(recorded=True, next_due=True)
+        (next_one,) = await deliveries.lease(endpoint_id, "me", 100, 60)
+        assert next_one.event.id == behind.id
 
 
 async def test_unstick_makes_a_waiting_head_due(engine: AsyncEngine) -> None:
@@ -120,3 +131,43 @@ async def test_a_2xx_recorded_says_whether_it_made_an_event_due(engine: AsyncEng
     # A lease that is no longer the caller's (taken by another relay) records nothing.
     assert await deliveries.delivered(then, "someone else") == Recorded(recorded=False, next_due=False)
     assert await deliveries.delivered(then, "me") == Recorded(recorded=True, next_due=False)
+
+
+async def test_a_2xx_leases_its_checkouts_next_event_when_due(engine: AsyncEngine) -> None:
+    """`delivered` with `lease_seconds`: the checkout's next event comes back leased to the caller when it is due,
+    never one that is backing off, nor an event of another checkout."""
+    deliveries = Deliveries(engine)
+    endpoint_id = await _new_endpoint(deliveries)
+    cid = new_checkout_id()
+    held = view(cid, "HELD")
+    confirmed = view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"])
+    (first,) = await record_change(engine, None, held)
+    (second,) = await record_change(engine, held, confirmed)
+    (alone,) = await record_change(engine, None, view(new_checkout_id(), "HELD"))
+    await deliveries.fan_out(endpoint_id)
+    leased = {item.event.id: item for item in await deliveries.lease(endpoint_id, "me", 100, 60)}
+    assert set(leased) == {first.id, alone.id}
+    # Nothing behind it: nothing leased, nothing due.
+    assert await deliveries.delivered(leased[alone.id], "me", 60) == Recorded(recorded=True, next_due=False)
+    outcome = await deliveries.delivered(leased[first.id], "me", 60)
+    assert outcome.recorded and not outcome.next_due and outcome.next is not None
+    then = outcome.next
+    assert (then.event.id, then.event.type, then.event.checkout_id, then.attempt) == (second.id, second.type, cid, 1)
+    assert then.event.data == second.data
+    # It is the caller's lease: its 2xx records (another owner's does not).
+    assert await deliveries.delivered(then, "someone else", 60) == Recorded(recorded=False, next_due=False)
+    assert await deliveries.delivered(then, "me", 60) == Recorded(recorded=True, next_due=False)
+
+    # A next event another relay holds a lease on is not leased again; the answer says one is waiting, for a lease
+    # round to find once that lease has run out.
+    cid = new_checkout_id()
+    held = view(cid, "HELD")
+    (head,) = await record_change(engine, None, held)
+    (behind,) = await record_change(engine, held, view(cid, "CONFIRMED", ["PENDING", "HELD", "CONFIRMED"]))
+    await deliveries.fan_out(endpoint_id)
+    (item,) = await deliveries.lease(endpoint_id, "me", 100, 60)
+    assert item.event.id == head.id
+    async with engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {DELIVERIES} SET leased_until = now() + interval '1 hour', lease_owner = "
+                                "'other' WHERE endpoint_id = :e AND event_id = :i"), {"e": endpoint_id, "i": behind.id})
+    assert await deliveries.delivered(item, "me", 60) == Recorded(recorded=True, next_due=True)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking_saga.relay import events_main
+from services.db import create_engine
 from services.events import EventType, read_after
 from services.events.outbox import DELIVERIES, ENDPOINTS
 from services.events.relay import Relay, RelayMetrics
@@ -285,3 +286,81 @@ async def test_a_relay_without_endpoints_idles_until_stopped(migrated_database_u
     finally:
         if relay.poll() is None:
             relay.kill()
+
+
+async def test_commits_between_two_rounds_go_out_in_one(engine: AsyncEngine, tmp_path: Path) -> None:
+    """Rounds start at most every `round_seconds`: events committed one by one meanwhile share the next round (one
+    fan-out and one lease for all), where a round per commit would run one each."""
+    receiver = Receiver(tmp_path).start()
+    registry = CollectorRegistry()
+    window = 5.0
+    labels = {"endpoint": receiver.url}
+    try:
+        async with relay_task(engine, config(receiver.url, poll_seconds=600.0, round_seconds=window, concurrency=16),
+                              RelayMetrics(registry)):
+            rounds_before = registry.get_sample_value("booking_webhook_rounds_total", labels) or 0
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            checkout_ids = [new_checkout_id() for _ in range(8)]
+            ids = [e.id for cid in checkout_ids for e in await record_change(engine, None, view(cid, "HELD"))]
+            writing = loop.time() - started
+            await eventually(lambda: set(ids) <= {e["id"] for e in receiver.delivered(set(checkout_ids))},
+                             "every event delivered")
+            rounds = (registry.get_sample_value("booking_webhook_rounds_total", labels) or 0) - rounds_before
+        # One round for all eight, or two where the first commit came once the window since the start had passed
+        # (that round starts at once and the others wait for the next); one more per window the writing spanned.
+        assert 1 <= rounds <= 2 + writing // window, (rounds, writing)
+    finally:
+        receiver.stop()
+
+
+async def test_a_stop_does_not_wait_for_the_next_round(engine: AsyncEngine, tmp_path: Path) -> None:
+    """A relay waiting for its next round's time stops at once when asked, holding no lease."""
+    receiver = Receiver(tmp_path).start()
+    own = create_engine(engine.url.render_as_string(hide_password=False), pool_size=4)
+    relay = Relay(own, config(receiver.url, poll_seconds=600.0, round_seconds=3600.0))
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.ready.wait(), 30)
+        await asyncio.sleep(0.5)  # the relay's first round done
+        checkout_id = new_checkout_id()
+        await record_change(engine, None, view(checkout_id, "HELD"))  # wakes the relay, whose next round is far
+        await asyncio.sleep(0.5)
+        relay.stop()
+        # Far below the hour the round would wait; a bound for a stuck stop, not a measurement.
+        await asyncio.wait_for(task, 60)
+        async with engine.connect() as conn:
+            leased = (await conn.execute(text(f"SELECT count(*) FROM {DELIVERIES} WHERE lease_owner IS NOT NULL"
+                                              " AND checkout_id = :c"), {"c": checkout_id})).scalar_one()
+        assert leased == 0
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await own.dispose()
+        receiver.stop()
+
+
+async def test_a_checkouts_events_go_out_back_to_back_in_one_round(engine: AsyncEngine, tmp_path: Path) -> None:
+    """Each 2xx leases its checkout's next event with it (checkout.webhook_delivered_next), so the relay sends it
+    at once, in order, without a lease round of its own: three events of each checkout, written one after the
+    other, go out in the round that fanned them out."""
+    receiver = Receiver(tmp_path).start()
+    registry = CollectorRegistry()
+    window = 5.0
+    labels = {"endpoint": receiver.url}
+    try:
+        async with relay_task(engine, config(receiver.url, poll_seconds=600.0, round_seconds=window, concurrency=16),
+                              RelayMetrics(registry)):
+            rounds_before = registry.get_sample_value("booking_webhook_rounds_total", labels) or 0
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            checkout_ids, ids = await write_lifecycles(engine, 4)
+            writing = loop.time() - started
+            await eventually(lambda: all_delivered(receiver, checkout_ids, ids), "every event delivered")
+            rounds = (registry.get_sample_value("booking_webhook_rounds_total", labels) or 0) - rounds_before
+        assert 1 <= rounds <= 2 + writing // window, (rounds, writing)
+    finally:
+        receiver.stop()
+    firsts = in_order_per_checkout(receiver.delivered(checkout_ids))
+    assert sorted(i for ids_ in firsts.values() for i in ids_) == sorted(ids)
