@@ -57,7 +57,8 @@ class FormerDeliveries(Deliveries):
             pass
         return await super().lease(endpoint_id, owner, limit, lease_seconds)
 
-    async def delivered(self, leased: Leased, owner: str) -> Recorded:
+    async def delivered(self, leased: Leased, owner: str, lease_seconds: float | None = None) -> Recorded:
+        # The former relay leased nothing with a 2xx (`lease_seconds` unused).
         async with driver_transaction(self.engine) as db:
             checkout_id = await db.fetchval(DELIVERED, leased.endpoint_id, leased.event.id, owner, leased.attempt)
             if checkout_id is not None:

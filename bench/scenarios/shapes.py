@@ -116,6 +116,9 @@ STEP_VARIANTS = (
           env=(("PAYMENT_BESIDE_HOLDS", "false"),)),
     Shape("step_price_reads", "real, local, a price reading per checkout", "local", noop=False,
           env=(("PRICE_CHECK_SECONDS", "0"),)),
+    # The relay as before its rounds were batched: a round (a fan-out and a lease) per commit.
+    Shape("step_webhooks_per_commit", "real, local + webhooks, a relay round per commit", "local", noop=False,
+          webhooks=True, env=(("WEBHOOK_ROUND_SECONDS", "0"),)),
 )
 # The plain runs: number n runs right before STEP_VARIANTS[n] (and the last after the last variant).
 STEP_PLAINS = tuple(Shape(f"step_plain_{n}", f"real, local (the steps' baseline, run {n + 1})", "local", noop=False)
@@ -132,6 +135,8 @@ STEPS = (
     ("cut: price check shared", STEP_PLAIN, STEP_VARIANTS[5]),
     # A cut of the paid path: both sides pay, one with the wallet beside the holds, one after them (two runs apart).
     ("cut: payment beside the holds", STEP_VARIANTS[3], STEP_VARIANTS[4]),
+    # A cut of the relay: its rounds batched against a round per commit (both deliver every event).
+    ("cut: relay rounds batched", STEP_VARIANTS[2], STEP_VARIANTS[6]),
 )
 
 

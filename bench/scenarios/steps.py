@@ -5,8 +5,9 @@ step's run (the two pooled: their checkouts over their summed time, their answer
 The steps: the payload codec (on in the plain checkout: its run without it is the baseline), the rate limiter (at
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
 the relay to a local receiver) and the wallet's payment (the API's quote authorized beside the holds, on priced
-inventory); and the cut of that payment: beside the holds against after them (both sides paid). Every run is
-measured at c=1 (one checkout's own time, with its phases) and at c=5 (STEP_LEVELS).
+inventory); and two cuts: the payment beside the holds against after them (both sides paid), and the relay's
+rounds batched against a round per commit (both with webhooks). Every run is measured at c=1 (one checkout's own
+time, with its phases) and at c=5 (STEP_LEVELS).
 Each is a ratio, the step over without it: at c=5 checkouts/s, p50 and CPU per checkout (every process of the
 system summed: bench/cpu.py; on a machine whose cores the run fills, the CPU is the steadiest of the three), at c=1
 the p50, with each phase's in the table.

@@ -126,18 +126,20 @@ async def measure(
 async def measure_round_trips(
     database_url: str, postgres_pid: int | None, *, rate: float = 30.0, seconds: float = 20.0
 ) -> tuple[list[Figure], dict[str, object]]:
-    """Two cuts of the relay, each against its former self, the same load each: the one-round-trip statements
-    against the former transactions (bench/former_relay.py), and the aiohttp client against httpx (as it ran
-    before: its log line per request quiet, sniffio installed). In the order today's, former, httpx, today's (the
-    two of today's pooled, so a drift through the run weighs on both sides alike). CPU per delivered event: the
-    relay's (this process; the writers run in another) and PostgreSQL's with its backends (the writers'
-    statements included: the same in every arm)."""
-    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "httpx": []}
-    for name in ("one round trip", "former", "httpx", "one round trip"):
+    """Three cuts of the relay, each against its former self, the same load each: the one-round-trip statements
+    against the former transactions (bench/former_relay.py), the aiohttp client against httpx (as it ran before:
+    its log line per request quiet, sniffio installed), and rounds at most every `round_seconds` against a round
+    per commit (WEBHOOK_ROUND_SECONDS=0). In the order today's, former, httpx, a round per commit, today's (the two
+    of today's pooled, so a drift through the run weighs on both sides alike). CPU per delivered event: the relay's
+    (this process; the writers run in another) and PostgreSQL's with its backends (the writers' statements
+    included: the same in every arm)."""
+    arms: dict[str, list[Delivery]] = {"one round trip": [], "former": [], "httpx": [], "per commit": []}
+    for name in ("one round trip", "former", "httpx", "per commit", "one round trip"):
         arms[name].append(await deliver(
             database_url, rate=rate, seconds=seconds, postgres_pid=postgres_pid, writers_apart=True,
             deliveries=FormerDeliveries if name == "former" else Deliveries,
-            client=httpx_client if name == "httpx" else endpoint_client))
+            client=httpx_client if name == "httpx" else endpoint_client,
+            round_seconds=0.0 if name == "per commit" else RelayConfig.round_seconds))
 
     def per_event(name: str, process: str) -> float:
         runs = arms[name]
@@ -148,6 +150,7 @@ async def measure_round_trips(
         return percentile([ms for run in arms[name] for ms in run.lag_ms], p)
 
     base = "the former transactions, same load"
+    per_commit = "a round per commit, same load"
     figures = [
         Figure(SCENARIO, "cut: relay CPU per event", per_event("one round trip", "bench"),
                "ms", baseline=per_event("former", "bench"), baseline_name=base),
@@ -159,6 +162,14 @@ async def measure_round_trips(
                "ms", baseline=per_event("httpx", "bench"), baseline_name="the httpx client, same load"),
         Figure(SCENARIO, "cut: delivery lag p50, aiohttp client", lag("one round trip", 50), "ms",
                baseline=lag("httpx", 50), baseline_name="the httpx client, same load"),
+        Figure(SCENARIO, "cut: relay CPU per event, rounds batched", per_event("one round trip", "bench"), "ms",
+               baseline=per_event("per commit", "bench"), baseline_name=per_commit),
+        Figure(SCENARIO, "cut: PostgreSQL CPU per event, rounds batched", per_event("one round trip", "postgres"),
+               "ms", baseline=per_event("per commit", "postgres"), baseline_name=per_commit),
+        Figure(SCENARIO, "cut: delivery lag p50, rounds batched", lag("one round trip", 50), "ms",
+               baseline=lag("per commit", 50), baseline_name=per_commit),
+        Figure(SCENARIO, "cut: delivery lag p99, rounds batched", lag("one round trip", 99), "ms",
+               baseline=lag("per commit", 99), baseline_name=per_commit),
         Figure(SCENARIO, "cut: events not delivered", float(sum(run.missing for runs in arms.values()
                                                                 for run in runs)), "events",
                target_kind="at_most", target=0),
@@ -208,7 +219,7 @@ async def _write_apart(database_url: str, rate: float, seconds: float, prefix: s
 async def deliver(
     database_url: str, *, rate: float, seconds: float, deliveries: type[Deliveries] = Deliveries,
     postgres_pid: int | None = None, writers_apart: bool = False,
-    client: Client = endpoint_client,
+    client: Client = endpoint_client, round_seconds: float = RelayConfig.round_seconds,
 ) -> Delivery:
     """Write events at `rate` checkouts per second for `seconds` while a relay on `deliveries` delivers them
     (the writers in this process, or with `writers_apart` in a process of their own)."""
@@ -220,7 +231,7 @@ async def deliver(
         wait_for_port(port)
         async with engine.begin() as conn:
             await conn.execute(text("CREATE TABLE IF NOT EXISTS bench_record (id bigserial PRIMARY KEY, view jsonb)"))
-        relay = Relay(engine, RelayConfig(urls=(url,), secret=SECRET, poll_seconds=1.0))
+        relay = Relay(engine, RelayConfig(urls=(url,), secret=SECRET, poll_seconds=1.0, round_seconds=round_seconds))
         relay.deliveries = deliveries(engine)
         relay.client = client
         recorded: dict[int, datetime] = {}

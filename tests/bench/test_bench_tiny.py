@@ -98,15 +98,17 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         metered = ("api", "workers", "temporal") + (() if shape.noop else ("postgres",))
         assert all(spent[name] > 0 for name in metered), (shape.key, spent)
     assert next(f for f in figures if f["name"].startswith("checkouts not placed"))["value"] == 0
-    # The relay's cuts against its former statements and its former client (httpx), same load: every event of every
-    # arm delivered, CPU metered.
+    # The relay's cuts against its former statements, its former client (httpx) and a round per commit, same load:
+    # every event of every arm delivered, CPU metered.
     by_name = {f["name"]: f for f in figures}
     assert by_name["cut: events not delivered"]["value"] == 0
     for name in ("cut: relay CPU per event", "cut: PostgreSQL CPU per event",
-                 "cut: relay CPU per event, aiohttp client", "cut: delivery lag p50, aiohttp client"):
+                 "cut: relay CPU per event, aiohttp client", "cut: delivery lag p50, aiohttp client",
+                 "cut: relay CPU per event, rounds batched", "cut: PostgreSQL CPU per event, rounds batched",
+                 "cut: delivery lag p99, rounds batched"):
         assert by_name[name]["value"] > 0 and by_name[name]["baseline"] > 0, by_name[name]
     arms = results["scenarios"]["relay round trips"]
-    assert [len(arms[arm]) for arm in ("one round trip", "former", "httpx")] == [2, 1, 1]
+    assert [len(arms[arm]) for arm in ("one round trip", "former", "httpx", "per commit")] == [2, 1, 1, 1]
     assert all(run["events"] > 0 for runs in arms.values() for run in runs)
 
     # The whole booking: every checkout placed and paid (a wallet hold in its answer, and its customer's wallet
@@ -141,7 +143,8 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         assert all(list(phases) == list(PHASES) for phases in one["phases_p50_ms"]), row
         figure = by_name[f"{row['step']}: p50 at c={PHASE_LEVEL}"]
         assert (figure["value"], figure["baseline"]) == tuple(one["p50_ms"]), figure
-    assert steps["runs"]["step_webhooks"]["webhooks_delivered"] > 0
+    for key in ("step_webhooks", "step_webhooks_per_commit"):
+        assert steps["runs"][key]["webhooks_delivered"] >= steps["runs"][key]["placed"], key
 
     sale = results["scenarios"]["flash sale"]
     assert sale["held"] == tiny.seats
