@@ -8,6 +8,7 @@ import asyncio
 import io
 import signal
 from argparse import Namespace
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,28 +289,41 @@ async def test_a_relay_without_endpoints_idles_until_stopped(migrated_database_u
             relay.kill()
 
 
-async def test_commits_between_two_rounds_go_out_in_one(engine: AsyncEngine, tmp_path: Path) -> None:
-    """Rounds start at most every `round_seconds`: events committed one by one meanwhile share the next round (one
-    fan-out and one lease for all), where a round per commit would run one each."""
-    receiver = Receiver(tmp_path).start()
+async def rounds_to_deliver(
+    engine: AsyncEngine, receiver: Receiver, write: Callable[[], Awaitable[tuple[set[str], list[int]]]]
+) -> tuple[set[str], list[int]]:
+    """Run a relay whose rounds start at most every few seconds while `write` commits events, wait until every one
+    is delivered, and check they took one round, or two where the first commit came once the window since the
+    relay's start had passed (that round starts at once and the others wait for the next); one more per window the
+    writing spanned. A round per commit would run one per event."""
     registry = CollectorRegistry()
     window = 5.0
     labels = {"endpoint": receiver.url}
+    async with relay_task(engine, config(receiver.url, poll_seconds=600.0, round_seconds=window, concurrency=16),
+                          RelayMetrics(registry)):
+        rounds_before = registry.get_sample_value("booking_webhook_rounds_total", labels) or 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        checkout_ids, ids = await write()
+        writing = loop.time() - started
+        await eventually(lambda: all_delivered(receiver, checkout_ids, ids), "every event delivered")
+        rounds = (registry.get_sample_value("booking_webhook_rounds_total", labels) or 0) - rounds_before
+    assert 1 <= rounds <= 2 + writing // window, (rounds, writing)
+    return checkout_ids, ids
+
+
+async def test_commits_between_two_rounds_go_out_in_one(engine: AsyncEngine, tmp_path: Path) -> None:
+    """Rounds start at most every `round_seconds`: events committed one by one meanwhile share the next round (one
+    fan-out and one lease for all)."""
+
+    async def write() -> tuple[set[str], list[int]]:
+        checkout_ids = {new_checkout_id() for _ in range(8)}
+        ids = [e.id for cid in checkout_ids for e in await record_change(engine, None, view(cid, "HELD"))]
+        return checkout_ids, ids
+
+    receiver = Receiver(tmp_path).start()
     try:
-        async with relay_task(engine, config(receiver.url, poll_seconds=600.0, round_seconds=window, concurrency=16),
-                              RelayMetrics(registry)):
-            rounds_before = registry.get_sample_value("booking_webhook_rounds_total", labels) or 0
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            checkout_ids = [new_checkout_id() for _ in range(8)]
-            ids = [e.id for cid in checkout_ids for e in await record_change(engine, None, view(cid, "HELD"))]
-            writing = loop.time() - started
-            await eventually(lambda: set(ids) <= {e["id"] for e in receiver.delivered(set(checkout_ids))},
-                             "every event delivered")
-            rounds = (registry.get_sample_value("booking_webhook_rounds_total", labels) or 0) - rounds_before
-        # One round for all eight, or two where the first commit came once the window since the start had passed
-        # (that round starts at once and the others wait for the next); one more per window the writing spanned.
-        assert 1 <= rounds <= 2 + writing // window, (rounds, writing)
+        await rounds_to_deliver(engine, receiver, write)
     finally:
         receiver.stop()
 
@@ -346,20 +360,8 @@ async def test_a_checkouts_events_go_out_back_to_back_in_one_round(engine: Async
     at once, in order, without a lease round of its own: three events of each checkout, written one after the
     other, go out in the round that fanned them out."""
     receiver = Receiver(tmp_path).start()
-    registry = CollectorRegistry()
-    window = 5.0
-    labels = {"endpoint": receiver.url}
     try:
-        async with relay_task(engine, config(receiver.url, poll_seconds=600.0, round_seconds=window, concurrency=16),
-                              RelayMetrics(registry)):
-            rounds_before = registry.get_sample_value("booking_webhook_rounds_total", labels) or 0
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            checkout_ids, ids = await write_lifecycles(engine, 4)
-            writing = loop.time() - started
-            await eventually(lambda: all_delivered(receiver, checkout_ids, ids), "every event delivered")
-            rounds = (registry.get_sample_value("booking_webhook_rounds_total", labels) or 0) - rounds_before
-        assert 1 <= rounds <= 2 + writing // window, (rounds, writing)
+        checkout_ids, ids = await rounds_to_deliver(engine, receiver, lambda: write_lifecycles(engine, 4))
     finally:
         receiver.stop()
     firsts = in_order_per_checkout(receiver.delivered(checkout_ids))
