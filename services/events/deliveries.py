@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -149,6 +150,12 @@ class Leased:
     attempt: int
     recorded_at: datetime
 
+    @classmethod
+    def from_row(cls, endpoint_id: int, row: Sequence[Any]) -> Leased:
+        """From a leased row as the lease and the 2xx answer it: the event's eight columns (`recorded_at` the
+        last), then the attempt."""
+        return cls(endpoint_id, event_from_row(row[:8]), int(row[8]), row[7])
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -203,7 +210,7 @@ class Deliveries:
         """Up to `limit` due heads of their checkouts' queues on this endpoint, leased to `owner`."""
         async with pooled_driver(self.engine) as db:
             rows = await db.fetch(LEASE, endpoint_id, owner, limit, lease_seconds)
-        leased = [Leased(endpoint_id, event_from_row(row[:8]), int(row[8]), row[7]) for row in rows]
+        leased = [Leased.from_row(endpoint_id, row) for row in rows]
         return sorted(leased, key=lambda item: item.event.id or 0)
 
     async def delivered(self, leased: Leased, owner: str, lease_seconds: float | None = None) -> Recorded:
@@ -220,8 +227,7 @@ class Deliveries:
             return Recorded(recorded=False, next_due=False)
         if row[1] is None:
             return Recorded(recorded=True, next_due=bool(row[0]))
-        following = Leased(leased.endpoint_id, event_from_row(row[1:9]), int(row[9]), row[8])
-        return Recorded(recorded=True, next_due=False, next=following)
+        return Recorded(recorded=True, next_due=False, next=Leased.from_row(leased.endpoint_id, row[1:]))
 
     async def unstick(self, endpoint_ids: Sequence[int]) -> int:
         """Make due the heads left waiting behind a row that is gone (see UNSTICK); how many."""
