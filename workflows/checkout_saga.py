@@ -57,8 +57,8 @@ T = TypeVar("T")
 
 # Patch ids (workflow.patched): histories recorded before a change keep replaying the old way.
 #
-# A saga started under this code asks one patch, first thing in its first workflow task, and takes the new path of
-# every patch below without asking it (`_patched`). Why: `workflow.patched` decides when it is first asked, and in
+# A saga started under this code asks one patch (PATCHES_AT_START_QUOTED; PATCHES_AT_START before it), first thing in
+# its first workflow task, and takes the new path of every patch below without asking it (`_patched`). Why: `workflow.patched` decides when it is first asked, and in
 # replay it answers True only from the workflow task that holds its marker on. Some patches below are asked right
 # after a local activity's result, and the worker can complete a task holding that result's marker before the code
 # has seen the result (under load, after a task timed out). Replay hands the result over in the marker's task, one
@@ -84,6 +84,11 @@ UNRECORDED_SALE_PATCH = "unrecorded-sale-given-back"
 # round of holds where the staged steps took two. Asked first thing (the first workflow task, as every replay asks
 # it) and only for a saga given a quote: none recorded before it has one.
 QUOTE_PATCH = "payment-beside-holds"
+# A saga started under this code asks this patch instead of PATCHES_AT_START, first thing, and it stands for that one
+# and QUOTE_PATCH too. Why: each patch the SDK records is a marker and an upsert of the TemporalChangeVersion search
+# attribute (a visibility write in the server), so a paid checkout started with a quote recorded two of each in its
+# first task; now every saga records one. Histories without its marker ask the two as they always did.
+PATCHES_AT_START_QUOTED = "patches-asked-at-start-quote-included"
 # How much later than the customer's expiry the ledgers are told: room for the holds' placement to be slow.
 PLACEMENT_SLACK = timedelta(seconds=60)
 # A stuck compensation is retried this often even without an operator's signal.
@@ -120,15 +125,18 @@ class CheckoutSaga:
         self._recorded = 0
         # Parts being released by `cancel_parts` right now (a confirm waits for none).
         self._parts_in_flight = 0
-        # PATCHES_AT_START recorded: every later patch takes its new path unasked (set first thing in `run`).
+        # PATCHES_AT_START (or PATCHES_AT_START_QUOTED) recorded: every later patch takes its new path unasked (set
+        # first thing in `run`).
         self._patches_at_start = False
         # Every stage holds at once, the later ones from the quote (QUOTE_PATCH; set first thing in `run`).
         self._quoted = False
 
     @workflow.run
     async def run(self, params: CheckoutInput) -> CheckoutView:
-        self._patches_at_start = workflow.patched(PATCHES_AT_START)
-        self._quoted = params.quote is not None and len(self._stages) > 1 and workflow.patched(QUOTE_PATCH)
+        quote_at_start = workflow.patched(PATCHES_AT_START_QUOTED)
+        self._patches_at_start = quote_at_start or workflow.patched(PATCHES_AT_START)
+        self._quoted = params.quote is not None and len(self._stages) > 1 and (
+            quote_at_start or workflow.patched(QUOTE_PATCH))
         self._state.start(self._patched)
         recorder = asyncio.create_task(self._keep_record()) if self._patched(RECORD_PATCH) else None
         try:
@@ -149,7 +157,8 @@ class CheckoutSaga:
         return self._state.view()
 
     def _patched(self, patch_id: str) -> bool:
-        """`workflow.patched(patch_id)` for a saga started before PATCHES_AT_START; True for one started after."""
+        """`workflow.patched(patch_id)` for a saga started before PATCHES_AT_START; True for one started under it or
+        PATCHES_AT_START_QUOTED."""
         return self._patches_at_start or workflow.patched(patch_id)
 
     # -- the booking record -------------------------------------------------------------------------------------

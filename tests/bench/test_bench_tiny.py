@@ -70,9 +70,9 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
             assert steps["activity_tasks"] >= 3, (shape.key, steps)
         else:
             assert steps["activity_tasks"] == 0 and steps["local_activities"] >= 3, (shape.key, steps)
-        # One patch marker: the saga asks patches-asked-at-start in its first task and no other patch; a paid one,
-        # quoted by the API, asks payment-beside-holds there too.
-        assert steps["patch_markers"] == (2 if shape.paid else 1), (shape.key, steps)
+        # One patch marker: the saga asks patches-asked-at-start-quote-included in its first task and no other
+        # patch, a paid one quoted by the API included.
+        assert steps["patch_markers"] == 1, (shape.key, steps)
         spent: dict[str, float] = {}
         for concurrency, level in run["levels"].items():
             assert level["placed"] == tiny.levels[int(concurrency)], (shape.key, concurrency, level["not_placed"])

@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
 from runtime.replay import load_history, replayer
-from workflows.checkout_saga import PATCHES_AT_START, QUOTE_PATCH
+from workflows.checkout_saga import PATCHES_AT_START, PATCHES_AT_START_QUOTED, QUOTE_PATCH
 
 # Paid checkouts started with the API's quote (their payment held beside the inventory).
 QUOTED = ("paid_beside", "paid_beside_declined", "paid_repriced")
@@ -106,7 +106,9 @@ async def test_the_split_fails_a_saga_of_the_old_patches() -> None:
     assert results.replay_failure is not None and NON_DETERMINISM in str(results.replay_failure)
 
 
-@pytest.mark.parametrize("name", ["unrecorded_sale_v2", "paid_unrecorded_sale_v2"])
+@pytest.mark.parametrize(
+    "name", ["unrecorded_sale_v2", "paid_unrecorded_sale_v2", "unrecorded_sale_v3", "paid_unrecorded_sale_v3"]
+)
 async def test_a_saga_of_patches_asked_at_start_replays_split(name: str) -> None:
     await replayer().replay_workflow(split_after_first_failed_release(HISTORIES / f"{name}.json"))
 
@@ -115,8 +117,9 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every history recorded under PATCHES_AT_START, replayed: each `workflow.patched` is asked in the first
-    workflow task (history length 3: started, task scheduled, task started), and the only ones asked are it and,
-    in a paid checkout started with a quote, QUOTE_PATCH."""
+    workflow task (history length 3: started, task scheduled, task started), and the only ones asked are
+    PATCHES_AT_START_QUOTED (not in these histories), it and, in a paid checkout started with a quote,
+    QUOTE_PATCH."""
     asked: list[tuple[str, str, int]] = []
     patched = workflow.patched
 
@@ -131,8 +134,42 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
     for path in paths:
         await replayer().replay_workflow(load_history(path))
     assert {workflow_id for workflow_id, _, _ in asked} == {path.stem for path in paths}
-    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START, 3), (QUOTE_PATCH, 3)}
+    assert {(patch_id, length) for _, patch_id, length in asked} == {
+        (PATCHES_AT_START_QUOTED, 3), (PATCHES_AT_START, 3), (QUOTE_PATCH, 3)
+    }
     assert {workflow_id for workflow_id, patch_id, _ in asked if patch_id == QUOTE_PATCH} == set(QUOTED)
+
+
+async def test_a_saga_of_one_patch_at_start_asks_that_one_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every history recorded under PATCHES_AT_START_QUOTED, replayed: it is the one patch asked, in the first
+    workflow task, by every saga, a paid one started with a quote included (its one marker stands for
+    PATCHES_AT_START and QUOTE_PATCH); and the quoted ones still hold their payment beside the inventory."""
+    asked: list[tuple[str, str, int]] = []
+    patched = workflow.patched
+
+    def recording(patch_id: str) -> bool:
+        asked.append((workflow.info().workflow_id, patch_id, workflow.info().get_current_history_length()))
+        return patched(patch_id)
+
+    monkeypatch.setattr(workflow, "patched", recording)
+    paths = [path for path in sorted(HISTORIES.glob("*_v3.json")) if _is_checkout(path)]
+    assert len(paths) >= 25 and {f"{name}_v3" for name in QUOTED} <= {path.stem for path in paths}
+    for path in paths:
+        await replayer().replay_workflow(load_history(path))
+        assert _patch_markers(path) == [PATCHES_AT_START_QUOTED], path.stem
+    assert {workflow_id for workflow_id, _, _ in asked} == {path.stem for path in paths}
+    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START_QUOTED, 3)}
+
+
+def _patch_markers(path: Path) -> list[str]:
+    """The patch ids of a history's patch markers, in order."""
+    ids = []
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker.get("markerName") == "core_patch":
+            payload = marker["details"]["patch-data"]["payloads"][0]
+            ids.append(json.loads(base64.b64decode(payload["data"]))["id"])
+    return ids
 
 
 def _is_checkout(path: Path) -> bool:
