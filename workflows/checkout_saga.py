@@ -58,10 +58,11 @@ T = TypeVar("T")
 # Patch ids (workflow.patched): histories recorded before a change keep replaying the old way.
 #
 # A saga started under this code asks one patch (PATCHES_AT_START_QUOTED; PATCHES_AT_START before it), first thing in
-# its first workflow task, and takes the new path of every patch below without asking it (`_patched`). Why: `workflow.patched` decides when it is first asked, and in
-# replay it answers True only from the workflow task that holds its marker on. Some patches below are asked right
-# after a local activity's result, and the worker can complete a task holding that result's marker before the code
-# has seen the result (under load, after a task timed out). Replay hands the result over in the marker's task, one
+# its first workflow task, and takes the new path of every patch below without asking it (`_patched`). Why:
+# `workflow.patched` decides when it is first asked, and in replay it answers True only from the workflow task that
+# holds its marker on. Some patches below are asked right after a local activity's result, and the worker can
+# complete a task holding that result's marker before the code has seen the result (under load, after a task timed
+# out). Replay hands the result over in the marker's task, one
 # task early: the patch answers False there and its marker, later in the history, fails the run (nondeterminism).
 # The first task holds no local activity's result, so this patch is asked where every replay asks it. Histories
 # without its marker (sagas started before it) ask the old patches where they always did.
