@@ -36,6 +36,7 @@ from bench.scenarios import (
     latency,
     ledger_only,
     memory,
+    patches,
     records,
     shapes,
     steps,
@@ -264,6 +265,11 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     record_figures, details["record writes"] = await records.run(
         stack.database_url, None if postgres is None else postgres.pid, size)
     figures += record_figures
+    log("first-task patches: one patch against two, the dev server's CPU per workflow")
+    temporal = stack.process("temporal")
+    patch_figures, details["first-task patches"] = await patches.run(
+        client, None if temporal is None else temporal.pid, size)
+    figures += patch_figures
 
     rss_after = {name: stack.rss_mib(name) for name in ("api", "workers")}
     memory_figures, details["memory"] = memory.figures(rss_at_start, rss_after)

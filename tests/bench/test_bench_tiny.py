@@ -29,7 +29,7 @@ from bench.sizes import LEVELS, SIZES
 pytestmark = [pytest.mark.slow, pytest.mark.devserver, pytest.mark.timeout(900)]
 
 SCENARIOS = ("floor vs real", "latency", "steps", "flash sale", "http floor", "ledger only", "hot row",
-             "cancelling sales", "webhooks", "record writes", "memory")
+             "cancelling sales", "webhooks", "record writes", "first-task patches", "memory")
 
 
 def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
@@ -166,6 +166,11 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     # The record write's cut: both arms wrote every checkout twice, nothing failed.
     records = scenarios["record writes"]
     assert records["failures"] == 0 and records["writes"]["today"] == records["writes"]["former"] > 0
+    # The first task's patches: both arms ran every workflow, and a second patch is two more events (its marker and
+    # its TemporalChangeVersion upsert).
+    patched = scenarios["first-task patches"]
+    assert patched["failures"] == 0 and patched["workflows"]["one"] == patched["workflows"]["two"] > 0
+    assert patched["events"]["two"] == patched["events"]["one"] + 2, patched["events"]
     floor = scenarios["http floor"]
     assert floor["other_statuses"] == {"sold-out lane": [], "bare ASGI": []}
     cancelled = scenarios["cancelling sales"]
