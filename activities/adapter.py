@@ -16,8 +16,16 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
-from activities.models import ExtendHoldInput, HoldInput, RefundInput, activity_name, hold_input_for, operations_of
-from services.errors import ErrorType, LedgerError, decode, error_type
+from activities.models import (
+    DeclineInput,
+    ExtendHoldInput,
+    HoldInput,
+    RefundInput,
+    activity_name,
+    hold_input_for,
+    operations_of,
+)
+from services.errors import Declined, ErrorType, LedgerError, decode, error_type
 from services.participant import HoldOperations
 from services.registry import AnyParticipant
 from services.types import Alternative, Frozen, HoldResult, RefundResult
@@ -108,6 +116,16 @@ class ParticipantActivities:
         outcome = "failed"
         try:
             result = await self._ledger("release", self.operations.release(hold_key))
+            outcome = "released"
+            return result
+        finally:
+            _count_release(self.participant.name, outcome)
+
+    async def decline(self, params: DeclineInput) -> HoldResult:
+        # A compensation attempt like a release (the saga declines a hold instead of releasing it), counted alike.
+        outcome = "failed"
+        try:
+            result = await self._ledger("decline", self.operations.decline(params.hold_key, Declined(params.shortage)))
             outcome = "released"
             return result
         finally:

@@ -13,13 +13,20 @@ from typing import Any
 from pydantic import SerializeAsAny, create_model
 
 from services.registry import AnyParticipant
-from services.types import Frozen
+from services.types import Frozen, Shortage
 
 
 class HoldInput(Frozen):
     hold_key: str
     request: SerializeAsAny[Frozen]
     expires_at: datetime
+
+
+class DeclineInput(Frozen):
+    """A hold the saga refuses after it was placed, and why (the customer's answer: REJECTED)."""
+
+    hold_key: str
+    shortage: Shortage
 
 
 class RefundInput(Frozen):
@@ -48,7 +55,7 @@ def activity_name(service: str, operation: str) -> str:
 # The checkout worker's own activity: the settled saga gives its customer's claim back (activities/claims.py).
 RELEASE_CLAIM = "checkout.release_claim"
 
-OPERATIONS = ("hold", "confirm", "release", "extend", "alternatives", "return_sale")
+OPERATIONS = ("hold", "confirm", "release", "decline", "extend", "alternatives", "return_sale")
 # Only for a participant that declares `refunds` (a payment): a capture given back, by refund key.
 REFUND = "refund"
 

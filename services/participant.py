@@ -234,6 +234,13 @@ class HoldOperations(ABC, Generic[RequestT]):
     @abstractmethod
     async def release(self, hold_key: str) -> HoldResult: ...
 
+    async def decline(self, hold_key: str, refusal: Declined) -> HoldResult:
+        """A release that records why (`refusal`, the customer's answer), so that the key asked to hold again is
+        refused for it: what the saga does with a hold it placed and then must not keep (a payment authorized for
+        a quote the held lines do not match). A participant without such a record releases: the key then answers
+        "already released", and a saga whose task ran again without its results ends FAILED, not REJECTED."""
+        return await self.release(hold_key)
+
     @abstractmethod
     async def extend(self, hold_key: str, expires_at: datetime) -> HoldResult: ...
 

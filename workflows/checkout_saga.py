@@ -89,6 +89,9 @@ QUOTE_PATCH = "payment-beside-holds"
 # and QUOTE_PATCH too. Why: each patch the SDK records is a marker and an upsert of the TemporalChangeVersion search
 # attribute (a visibility write in the server), so a paid checkout started with a quote recorded two of each in its
 # first task; now every saga records one. Histories without its marker ask the two as they always did.
+# Under it too, a later stage refused as repriced is declined (its key recorded REJECTED with the refusal, the
+# activity `<participant>.decline`), not released: a run of the task again, its results lost, is refused for the same
+# reason and the checkout is REJECTED, where a released key said nothing of why (FAILED).
 PATCHES_AT_START_QUOTED = "patches-asked-at-start-quote-included"
 # How much later than the customer's expiry the ledgers are told: room for the holds' placement to be slow.
 PLACEMENT_SLACK = timedelta(seconds=60)
@@ -131,13 +134,17 @@ class CheckoutSaga:
         self._patches_at_start = False
         # Every stage holds at once, the later ones from the quote (QUOTE_PATCH; set first thing in `run`).
         self._quoted = False
+        # PATCHES_AT_START_QUOTED recorded (set first thing in `run`).
+        self._quote_at_start = False
+        # Holds this saga refuses after placing them, and why: compensated by a decline, not a release.
+        self._declines: dict[str, Shortage] = {}
 
     @workflow.run
     async def run(self, params: CheckoutInput) -> CheckoutView:
-        quote_at_start = workflow.patched(PATCHES_AT_START_QUOTED)
-        self._patches_at_start = quote_at_start or workflow.patched(PATCHES_AT_START)
+        self._quote_at_start = workflow.patched(PATCHES_AT_START_QUOTED)
+        self._patches_at_start = self._quote_at_start or workflow.patched(PATCHES_AT_START)
         self._quoted = params.quote is not None and len(self._stages) > 1 and (
-            quote_at_start or workflow.patched(QUOTE_PATCH))
+            self._quote_at_start or workflow.patched(QUOTE_PATCH))
         self._state.start(self._patched)
         recorder = asyncio.create_task(self._keep_record()) if self._patched(RECORD_PATCH) else None
         try:
@@ -271,7 +278,10 @@ class CheckoutSaga:
                 failures[service] = to_application_error(error)
                 continue
             if again != request:
-                failures[service] = to_application_error(participant(service).repriced(request, again))
+                refusal = participant(service).repriced(request, again)
+                failures[service] = to_application_error(refusal)
+                if self._quote_at_start:
+                    self._declines[service] = refusal.shortage
         return failures
 
     def _derive(self, services: list[str], quote: Money | None = None) -> dict[str, BaseException]:
@@ -519,6 +529,9 @@ class CheckoutSaga:
                 pass
 
     async def _release(self, service: str) -> None:
+        if service in self._declines:
+            self._state.holds[service] = await self._steps.decline(service, self._declines[service])
+            return
         self._state.holds[service] = await self._release_hold(service)
 
     async def _release_hold(self, service: str) -> HoldResult:

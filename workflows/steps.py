@@ -16,8 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import REFUND, ExtendHoldInput, HoldInput, RefundInput, activity_name
-    from services.types import Alternative, Frozen, HoldResult, RefundResult
+    from activities.models import REFUND, DeclineInput, ExtendHoldInput, HoldInput, RefundInput, activity_name
+    from services.types import Alternative, Frozen, HoldResult, RefundResult, Shortage
     from workflows.summaries import activity_summary
 
 ATTEMPT_TIMEOUT = timedelta(seconds=10)
@@ -108,6 +108,13 @@ class Steps:
         return await self._run(
             service, "release", self.hold_key(service), HoldResult, retry_policy=_UNTIL_DONE,
             schedule_to_close=RELEASE_PATIENCE,
+        )
+
+    async def decline(self, service: str, shortage: Shortage) -> HoldResult:
+        """A release that records why (the ledger's key REJECTED with `shortage`); retried like a release."""
+        return await self._run(
+            service, "decline", DeclineInput(hold_key=self.hold_key(service), shortage=shortage), HoldResult,
+            retry_policy=_UNTIL_DONE, schedule_to_close=RELEASE_PATIENCE,
         )
 
     async def refund(self, service: str, refund_key: str, amount: int | None = None) -> RefundResult:

@@ -1,4 +1,4 @@
-"""The hold ledger: hold, confirm, release, extend, expire and audit on one service's three tables.
+"""The hold ledger: hold, confirm, release, decline, extend, expire and audit on one service's three tables.
 
 Statements are SQL text (services.ledger.statements) sent on a pooled asyncpg connection: the transaction, its
 lock_timeout and error translation stay in services.ledger.transaction.
@@ -13,9 +13,13 @@ two (deadlock detected: Busy, retried) and the other's outcome stands.
 
 Outcomes of a duplicate delivery of `hold` (same key again, whatever the request):
   ACTIVE or CONFIRMED -> the recorded HoldResult (status says which);
-  REJECTED            -> the recorded error again (Unavailable with the same shortages, or UnknownResource);
+  REJECTED            -> the recorded error again (Unavailable with the same shortages, UnknownResource, or the
+                         Declined a `decline` recorded);
   RELEASED or EXPIRED -> HoldNotActive with that status; a RELEASED tombstone (release arrived first) is refused
                          this way, so a hold that arrives after its compensation never takes inventory.
+
+`decline` is a release that records why (the saga's refusal, a Declined): the key ends REJECTED with it, so a
+hold under that key again is refused for the same reason.
 
 `return_sale` gives a sale back (a cancelled sale): CONFIRMED -> RETURNED and its lines off `sold`, once per
 hold key (a duplicate answers RETURNED again and moves nothing). The invariant the audit checks is then: `held` =
@@ -37,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.errors import (
     Busy,
     DatabaseUnavailable,
+    Declined,
     HoldNotActive,
     InvalidRequest,
     LedgerError,
@@ -98,9 +103,11 @@ def _check_key(hold_key: str) -> None:
         raise InvalidRequest(f"a hold key must have 1 to {MAX_HOLD_KEY_LENGTH} characters")
 
 
-def _refusal_reason(error: Unavailable | UnknownResource) -> dict[str, Any]:
+def _refusal_reason(error: Unavailable | UnknownResource | Declined) -> dict[str, Any]:
     if isinstance(error, Unavailable):
         return {"error": "unavailable", "shortages": [s.model_dump() for s in error.shortages]}
+    if isinstance(error, Declined):
+        return {"error": "declined", "shortage": error.shortage.model_dump()}
     return {"error": "unknown_resource", "resource": error.resource}
 
 
@@ -108,6 +115,8 @@ def _refusal_error(recorded: str | None) -> LedgerError:
     reason: dict[str, Any] = json.loads(recorded) if recorded else {}
     if reason.get("error") == "unknown_resource":
         return UnknownResource(str(reason.get("resource")))
+    if reason.get("error") == "declined":
+        return Declined(Shortage.model_validate(reason["shortage"]))
     shortages = [Shortage.model_validate(s) for s in reason.get("shortages", [])]
     return Unavailable(shortages)
 
@@ -230,21 +239,37 @@ class Ledger:
     async def release(self, hold_key: str) -> HoldResult:
         """ACTIVE -> RELEASED with counters back; unknown key -> RELEASED tombstone; RELEASED, EXPIRED,
         REJECTED -> no-op answering the recorded status. CONFIRMED -> HoldNotActive: a sale is never undone."""
+        return await self._end(hold_key, None)
+
+    async def decline(self, hold_key: str, refusal: Declined) -> HoldResult:
+        """A release that records why: ACTIVE -> REJECTED with counters back and `refusal` as the key's reason;
+        unknown key -> REJECTED with it. Otherwise as `release`. The saga refuses this way what it held and then
+        found it must not keep (a payment authorized for a quote the held lines do not match): a run of its task
+        again, whose results were lost, asks to hold under the key and is refused for the same reason, where a
+        released key would say nothing of why."""
+        return await self._end(hold_key, refusal)
+
+    async def _end(self, hold_key: str, refusal: Declined | None) -> HoldResult:
         _check_key(hold_key)
         sql = self._sql
+        status = HoldStatus.RELEASED if refusal is None else HoldStatus.REJECTED
+        reason = None if refusal is None else json.dumps(_refusal_reason(refusal))
         async with driver_transaction(self.engine) as db:
-            if await db.fetchval(sql.tombstone, hold_key) is not None:
-                return self._result(hold_key, HoldStatus.RELEASED, None, [])
-            moved = await db.fetchrow(sql.end_active, hold_key, HoldStatus.RELEASED.value)
+            claimed = (await db.fetchval(sql.tombstone, hold_key) if reason is None
+                       else await db.fetchval(sql.refusal_tombstone, hold_key, reason))
+            if claimed is not None:
+                return self._result(hold_key, status, None, [])
+            moved = (await db.fetchrow(sql.end_active, hold_key, HoldStatus.RELEASED.value) if reason is None
+                     else await db.fetchrow(sql.end_refused, hold_key, reason))
             if moved is None:
-                status, expires_at = await self._status(db, hold_key)
-                if status is HoldStatus.CONFIRMED:
-                    raise HoldNotActive(hold_key, status)
-                assert status is not None  # the tombstone insert just found the key
-                return self._result(hold_key, status, expires_at, await self._recorded_lines(db, hold_key))
+                recorded, expires_at = await self._status(db, hold_key)
+                if recorded is HoldStatus.CONFIRMED:
+                    raise HoldNotActive(hold_key, recorded)
+                assert recorded is not None  # the tombstone insert just found the key
+                return self._result(hold_key, recorded, expires_at, await self._recorded_lines(db, hold_key))
             touched, lines = await self._move_counters(db, hold_key, sell=False)
         await self.publish(touched)
-        return self._result(hold_key, HoldStatus.RELEASED, moved["expires_at"], lines)
+        return self._result(hold_key, status, moved["expires_at"], lines)
 
     async def return_sale(self, hold_key: str) -> HoldResult:
         """CONFIRMED -> RETURNED with `sold` down by the hold's lines, in one transaction. RETURNED again -> the

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.errors import InvalidRequest
+from services.errors import Declined, InvalidRequest
 from services.ledger.ledger import Ledger, LedgerTables
 from services.participant import InventoryService, Participant, RequestT
 from services.protocol import AvailabilitySink, RowState
@@ -34,6 +34,9 @@ class LedgerService(InventoryService[RequestT], Generic[RequestT]):
 
     async def release(self, hold_key: str) -> HoldResult:
         return await self.ledger.release(hold_key)
+
+    async def decline(self, hold_key: str, refusal: Declined) -> HoldResult:
+        return await self.ledger.decline(hold_key, refusal)
 
     async def return_sale(self, hold_key: str) -> HoldResult:
         return await self.ledger.return_sale(hold_key)

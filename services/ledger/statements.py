@@ -103,9 +103,11 @@ class LedgerStatements:
     hold_lines: str
     row: str
     reject: str
-    # confirm, release, expire
+    # confirm, release, decline, expire
     tombstone: str
+    refusal_tombstone: str
     end_active: str
+    end_refused: str
     expire: str
     lines: str
     sell: str
@@ -161,8 +163,15 @@ class LedgerStatements:
             tombstone=f"""INSERT INTO {h} (hold_key, status, reason)
                 VALUES ($1, {_status(HoldStatus.RELEASED)}, '{{"tombstone": true}}')
                 ON CONFLICT DO NOTHING RETURNING hold_key""",
+            # A key refused by the saga after it was held (Ledger.decline): REJECTED with the refusal as its reason,
+            # so that the same key asked again is refused for it.
+            refusal_tombstone=f"""INSERT INTO {h} (hold_key, status, reason)
+                VALUES ($1, {_status(HoldStatus.REJECTED)}, $2::text::jsonb)
+                ON CONFLICT DO NOTHING RETURNING hold_key""",
             end_active=f"""UPDATE {h} SET status = $2, updated_at = now()
                 WHERE hold_key = $1 AND status = {ACTIVE} RETURNING expires_at""",
+            end_refused=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, reason = $2::text::jsonb,
+                updated_at = now() WHERE hold_key = $1 AND status = {ACTIVE} RETURNING expires_at""",
             expire=f"""UPDATE {h} SET status = {_status(HoldStatus.EXPIRED)}, updated_at = now()
                 WHERE hold_key = $1 AND status = {ACTIVE} AND expires_at < $2 RETURNING hold_key""",
             # Ascending inventory id: the one lock order every ledger transaction follows.

@@ -16,7 +16,7 @@ from services.hotel.schemas import HotelInventory, HotelRequest
 from services.hotel.service import HotelService
 from services.orders.schemas import ItemInventory
 from services.registry import AnyService
-from services.types import HoldStatus
+from services.types import HoldStatus, Shortage
 from services.wallet.schemas import WalletBody, WalletQuery, WalletRequest
 from services.wallet.service import WalletService
 from tests.ledger.helpers import assert_ledger_clean, later, unique
@@ -133,6 +133,54 @@ async def test_declines_and_void(wallet: WalletService, services) -> None:
         await wallet.hold(other, pay(customer, 800), later())
         await wallet.upsert(customer, WalletBody(currency="EUR", balance=500))
     assert (await wallet.availability(customer, WalletQuery())).available == 200
+    await assert_ledger_clean(services)
+
+
+async def test_a_declined_authorization_refuses_its_key_again_for_the_same_reason(
+    wallet: WalletService, services
+) -> None:
+    """What the saga does with an authorization it refuses after placing it (the held lines no longer match the
+    quote): the amount is given back as by a release, and the key, asked to hold again (a run of the saga's task
+    whose results were lost), is refused with the same refusal, not answered "already released"."""
+    customer = unique("cust")
+    await wallet.upsert(customer, WalletBody(currency="EUR", balance=20_000))
+    repriced = Declined(Shortage(resource="payment", requested=12_000, available=11_000,
+                                 reason="the prices changed while the checkout was placed"))
+    key = unique("wf") + ":wallet"
+    await wallet.hold(key, pay(customer, 11_000), later())
+    assert (await wallet.availability(customer, WalletQuery())).authorized == 11_000
+    declined = await wallet.decline(key, repriced)
+    assert declined.status is HoldStatus.REJECTED and [line.quantity for line in declined.lines] == [11_000]
+    seen = await wallet.availability(customer, WalletQuery())
+    assert (seen.authorized, seen.available) == (0, 20_000)
+    for _ in range(2):
+        with pytest.raises(Declined) as again:
+            await wallet.hold(key, pay(customer, 11_000), later())
+        assert again.value.shortage == repriced.shortage
+    # Idempotent: declined again, released, the answer is the recorded one and nothing moves twice.
+    assert (await wallet.decline(key, repriced)).status is HoldStatus.REJECTED
+    assert (await wallet.release(key)).status is HoldStatus.REJECTED
+    assert (await wallet.availability(customer, WalletQuery())).available == 20_000
+    # A key declined before its hold arrived (the hold's result lost, the decline first) refuses the late hold.
+    early = unique("wf") + ":wallet"
+    assert (await wallet.decline(early, repriced)).status is HoldStatus.REJECTED
+    with pytest.raises(Declined) as late:
+        await wallet.hold(early, pay(customer, 11_000), later())
+    assert late.value.shortage == repriced.shortage
+    # A released key stays released: a decline after it records nothing.
+    released = unique("wf") + ":wallet"
+    await wallet.hold(released, pay(customer, 500), later())
+    await wallet.release(released)
+    assert (await wallet.decline(released, repriced)).status is HoldStatus.RELEASED
+    with pytest.raises(HoldNotActive):
+        await wallet.hold(released, pay(customer, 500), later())
+    # A capture is never undone by a decline.
+    captured = unique("wf") + ":wallet"
+    await wallet.hold(captured, pay(customer, 500), later())
+    await wallet.confirm(captured)
+    with pytest.raises(HoldNotActive):
+        await wallet.decline(captured, repriced)
+    assert (await wallet.availability(customer, WalletQuery())).available == 19_500
     await assert_ledger_clean(services)
 
 

@@ -250,14 +250,14 @@ async def counters(services: Mapping[str, Any], inventory: Inventory) -> dict[st
 async def start_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
     extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
-    remote: bool = False, quote: Money | None = None,
+    remote: bool = False, quote: Money | None = None, checkout_id: str | None = None,
 ) -> tuple[WorkflowHandle[Any, CheckoutView], CheckoutView]:
     """Start CheckoutSaga (a plain start, so handle.result() skips time) and send `submit`, as the API does.
     Without `attributes_at_start` the workflow publishes its search attributes itself, as for any starter."""
     handle = await begin_checkout(
         client, settings, request, hold_seconds=hold_seconds, extend_max_seconds=extend_max_seconds,
         hold_lifetime_max_seconds=hold_lifetime_max_seconds, attributes_at_start=attributes_at_start, remote=remote,
-        quote=quote,
+        quote=quote, checkout_id=checkout_id,
     )
     view = await handle.execute_update(SUBMIT, result_type=CheckoutView)
     return handle, view
@@ -266,11 +266,12 @@ async def start_checkout(
 async def begin_checkout(
     client: Client, settings: Settings, request: CheckoutRequest, *, hold_seconds: int = 600,
     extend_max_seconds: int = 3600, hold_lifetime_max_seconds: int = 7200, attributes_at_start: bool = False,
-    remote: bool = False, quote: Money | None = None,
+    remote: bool = False, quote: Money | None = None, checkout_id: str | None = None,
 ) -> WorkflowHandle[Any, CheckoutView]:
     """Start CheckoutSaga without waiting for its holds (start_checkout's first half). `quote`: a paid checkout's
-    total as the API would quote it (its payment then holds beside the inventory)."""
-    checkout_id = unique("co")
+    total as the API would quote it (its payment then holds beside the inventory). `checkout_id`: a new one unless
+    given (a test that prepared the ledgers' keys of that checkout)."""
+    checkout_id = checkout_id or unique("co")
     params = CheckoutInput(
         checkout_id=checkout_id, request=request, request_hash="test", hold_seconds=hold_seconds,
         extend_max_seconds=extend_max_seconds, hold_lifetime_max_seconds=hold_lifetime_max_seconds,

@@ -39,10 +39,11 @@ from temporalio.testing import WorkflowEnvironment
 from checkouts import saga
 from services.db import create_engine
 from services.registry import NAMES, AnyService, build_services
-from services.types import HoldStatus
+from services.types import HoldStatus, Money
+from services.wallet.schemas import WalletQuery
 from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
-from tests.workflow.helpers import Inventory, counters, seed, unique
+from tests.workflow.helpers import PAID_TOTAL, Inventory, counters, seed, seed_paid, unique
 from workflows.cancel_sale import workflow_id as cancel_sale_id
 from workflows.models import CONFIRM, EXTEND, CheckoutStatus, CheckoutView, ExtendInput
 
@@ -350,4 +351,30 @@ async def test_crash_around_a_sale_return(stack: Stack, ledgers: dict[str, AnySe
     assert cancelled.status == CheckoutStatus.CANCELLED and not outcome.closed, outcome
     assert_holds(cancelled, HoldStatus.RETURNED)
     assert await counters(ledgers, inventory) == NOTHING
+    await assert_ledger_clean(ledgers)
+
+
+async def test_crash_after_a_repriced_authorization_was_declined(stack: Stack, ledgers: dict[str, AnyService]) -> None:
+    """A paid checkout whose held lines no longer add up to the API's quote (a price changed in between): the saga
+    refuses it and declines the wallet's authorization (given back, its key recorded REJECTED with the refusal), and
+    the worker dies once that decline committed. Local: the whole first workflow task runs again on the standby,
+    its results lost, and the holds answer as recorded; remote: the decline's next attempt answers as recorded.
+    Either way REJECTED naming `payment` for the same reason (a released key said nothing of why: FAILED), and
+    nothing held or authorized."""
+    paid = await seed_paid(ledgers, balance=50_000)
+    quote = Money(amount=PAID_TOTAL - 1_000, currency="EUR")
+    pair = await stack.start_all("wallet.decline")
+    view = await saga.submit(stack.client, stack.settings, unique("co"), paid.request, "crash-test", 120, quote)
+    answered = datetime.now(UTC)
+    died = await assert_one_died(stack, pair)
+    await report_takeover(stack, stack.client.get_workflow_handle(view.checkout_id), died, answered, "decline")
+
+    assert view.status == CheckoutStatus.REJECTED, (view.status, view.error)
+    assert [(s.resource, s.requested, s.available) for s in view.unavailable] == [
+        ("payment", PAID_TOTAL, quote.amount)], view.unavailable
+    assert "prices changed" in (view.unavailable[0].reason or ""), view.unavailable
+    seats = (await ledgers["flight"].availability(paid.flight_id)).seat_classes["economy"]
+    item = await ledgers["orders"].availability(paid.sku)
+    account = await ledgers["wallet"].availability(paid.customer, WalletQuery())
+    assert (seats.held, seats.sold, item.held, item.sold, account.authorized, account.captured) == (0, 0, 0, 0, 0, 0)
     await assert_ledger_clean(ledgers)
