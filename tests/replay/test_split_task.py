@@ -120,14 +120,7 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
     workflow task (history length 3: started, task scheduled, task started), and the only ones asked are
     PATCHES_AT_START_QUOTED (not in these histories), it and, in a paid checkout started with a quote,
     QUOTE_PATCH."""
-    asked: list[tuple[str, str, int]] = []
-    patched = workflow.patched
-
-    def recording(patch_id: str) -> bool:
-        asked.append((workflow.info().workflow_id, patch_id, workflow.info().get_current_history_length()))
-        return patched(patch_id)
-
-    monkeypatch.setattr(workflow, "patched", recording)
+    asked = _patches_asked(monkeypatch)
     paths = [path for path in sorted(HISTORIES.glob("*_v2.json")) if _is_checkout(path)]
     assert len(paths) >= 20
     paths += [HISTORIES / f"{name}.json" for name in QUOTED]
@@ -143,7 +136,19 @@ async def test_a_saga_of_patches_asked_at_start_asks_none_after_its_first_task(
 async def test_a_saga_of_one_patch_at_start_asks_that_one_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every history recorded under PATCHES_AT_START_QUOTED, replayed: it is the one patch asked, in the first
     workflow task, by every saga, a paid one started with a quote included (its one marker stands for
-    PATCHES_AT_START and QUOTE_PATCH); and the quoted ones still hold their payment beside the inventory."""
+    PATCHES_AT_START and QUOTE_PATCH), and the one marker each history holds."""
+    asked = _patches_asked(monkeypatch)
+    paths = [path for path in sorted(HISTORIES.glob("*_v3.json")) if _is_checkout(path)]
+    assert len(paths) >= 25 and {f"{name}_v3" for name in QUOTED} <= {path.stem for path in paths}
+    for path in paths:
+        await replayer().replay_workflow(load_history(path))
+        assert _patch_markers(path) == [PATCHES_AT_START_QUOTED], path.stem
+    assert {workflow_id for workflow_id, _, _ in asked} == {path.stem for path in paths}
+    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START_QUOTED, 3)}
+
+
+def _patches_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
+    """From now on in this test, every `workflow.patched` asked: (workflow id, patch id, history length then)."""
     asked: list[tuple[str, str, int]] = []
     patched = workflow.patched
 
@@ -152,13 +157,7 @@ async def test_a_saga_of_one_patch_at_start_asks_that_one_alone(monkeypatch: pyt
         return patched(patch_id)
 
     monkeypatch.setattr(workflow, "patched", recording)
-    paths = [path for path in sorted(HISTORIES.glob("*_v3.json")) if _is_checkout(path)]
-    assert len(paths) >= 25 and {f"{name}_v3" for name in QUOTED} <= {path.stem for path in paths}
-    for path in paths:
-        await replayer().replay_workflow(load_history(path))
-        assert _patch_markers(path) == [PATCHES_AT_START_QUOTED], path.stem
-    assert {workflow_id for workflow_id, _, _ in asked} == {path.stem for path in paths}
-    assert {(patch_id, length) for _, patch_id, length in asked} == {(PATCHES_AT_START_QUOTED, 3)}
+    return asked
 
 
 def _patch_markers(path: Path) -> list[str]:
