@@ -118,7 +118,10 @@ async def needs_attention(
     client: Client, settings: Settings, services: dict[str, FaultyService], env: WorkflowEnvironment
 ):
     inventory = await seed(services)
-    handle, _ = await start_checkout(client, settings, inventory.request())
+    # Remote holds, as when its first histories were recorded: with local ones the release retried thousands of
+    # times here without reaching NEEDS_ATTENTION (its retries wait on workflow timers, which the time-skipping server
+    # fires at once; its patience appears to run on the worker's clock), and the query loop below spun.
+    handle, _ = await start_checkout(client, settings, inventory.request(), remote=True)
     services["hotel"].fail_times["release"] = 10_000
     while (await handle.query(STATE_QUERY, result_type=CheckoutView)).status != "NEEDS_ATTENTION":
         await env.sleep(30)

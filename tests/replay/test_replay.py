@@ -38,13 +38,12 @@ EXPECTED = {
         "paid_unrecorded_sale",
     )),
     # every CheckoutSaga path again, started under patches-asked-at-start-quote-included (one patch for the first
-    # task's two, paid or not); needs_attention's scenario (record.py) no longer completes on the time-skipping
-    # server, needs_attention_hourly_v3 holds the same NEEDS_ATTENTION path
+    # task's two, paid or not)
     *(f"{name}_v3" for name in (
-        "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "local_happy", "local_rejected",
-        "car", "failed_confirm", "failed_hold", "operator_cancel", "cancel_before_held", "extend_refused",
-        "needs_attention_hourly", "claim_release_failed", "dev_failed_confirm", "paid", "paid_declined",
-        "paid_refunded", "recorded_happy", "part_released", "late_hold_failure", "unrecorded_sale",
+        "happy", "happy_attributes_at_start", "rejected", "expired", "cancelled", "needs_attention", "local_happy",
+        "local_rejected", "car", "failed_confirm", "failed_hold", "operator_cancel", "cancel_before_held",
+        "extend_refused", "needs_attention_hourly", "claim_release_failed", "dev_failed_confirm", "paid",
+        "paid_declined", "paid_refunded", "recorded_happy", "part_released", "late_hold_failure", "unrecorded_sale",
         "paid_unrecorded_sale", "paid_beside", "paid_beside_declined", "paid_repriced",
     )),
 }
