@@ -111,21 +111,18 @@ class ParticipantActivities:
         return await self._ledger("confirm", self.operations.confirm(hold_key))
 
     async def release(self, hold_key: str) -> HoldResult:
-        # Every release is a compensation attempt (retries included): counted where it runs, the worker's SDK
-        # metrics endpoint (booking_compensation_attempts_total{participant, outcome}).
-        outcome = "failed"
-        try:
-            result = await self._ledger("release", self.operations.release(hold_key))
-            outcome = "released"
-            return result
-        finally:
-            _count_release(self.participant.name, outcome)
+        return await self._compensation("release", self.operations.release(hold_key))
 
     async def decline(self, params: DeclineInput) -> HoldResult:
-        # A compensation attempt like a release (the saga declines a hold instead of releasing it), counted alike.
+        # The saga declines a hold instead of releasing it: a compensation attempt all the same.
+        return await self._compensation("decline", self.operations.decline(params.hold_key, Declined(params.shortage)))
+
+    async def _compensation(self, operation: str, call: Awaitable[HoldResult]) -> HoldResult:
+        # Every compensation attempt (retries included) is counted where it runs, the worker's SDK metrics endpoint
+        # (booking_compensation_attempts_total{participant, outcome}).
         outcome = "failed"
         try:
-            result = await self._ledger("decline", self.operations.decline(params.hold_key, Declined(params.shortage)))
+            result = await self._ledger(operation, call)
             outcome = "released"
             return result
         finally:
