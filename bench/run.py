@@ -261,7 +261,7 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
         stack.database_url, None if postgres is None else postgres.pid, rate=saga_rate,
         seconds=webhooks.SECONDS[size.name])
     figures += cut_figures
-    log("record writes: the record's one-statement asyncpg write against the former SQLAlchemy write")
+    log("record writes: the record's write against its first write locked and the former SQLAlchemy write")
     record_figures, details["record writes"] = await records.run(
         stack.database_url, None if postgres is None else postgres.pid, size)
     figures += record_figures

@@ -184,7 +184,7 @@ class CheckoutSaga:
                 RecordInput(
                     checkout_id=view.checkout_id, customer_id=view.customer_id, status=view.status.value,
                     version=len(view.history), view=view.model_dump(mode="json"),
-                    request=self._params.request.model_dump(mode="json"),
+                    request=self._params.request.model_dump(mode="json"), first_write=self._recorded == 0,
                 ),
                 result_type=bool, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY,
                 summary=f"record {view.status.value}",

@@ -35,6 +35,9 @@ class RecordInput(Frozen):
     # The checkout's request (CheckoutRequest.model_dump(mode="json")): what each part asked for, so that a
     # cancellation can work out its window once the saga is gone.
     request: dict[str, Any] | None = None
+    # The writer has recorded no version of this checkout yet: the record is most likely new, and is first tried
+    # as one INSERT (services/bookings/records.py `insert_first`); a stored record sends the write the locked way.
+    first_write: bool = False
 
 
 class BookingRecord(Frozen):

@@ -12,6 +12,10 @@ Contract:
   a replayed, retried or late write of an older (or the same) version changes nothing. `write_record` is the
   one place a record changes, with the previous record and the new one at hand: whatever must change in the
   same transaction as a record (an outbox of events) is written there, in the same statement.
+- A writer's first write (`RecordInput.first_write`: the saga has recorded nothing yet) is first tried as one
+  statement outside a transaction block (`insert_first`): under the same lock, the record inserted only if none is
+  stored, with its events (`write_record`'s, for no previous record) in the same statement. When a record is
+  stored (a retried first write), it writes nothing and the write goes the locked way above.
 - `change_parts` is a cancellation's read-modify-write (lock, change some parts' holds, add a history entry,
   write), in one transaction, so two cancellations of different parts never lose one another's change.
 - Reads: `load` (one record), `page` (a customer's or everyone's, newest first, keyset-paged on
@@ -49,9 +53,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.bookings.models import BookingRecord, MarkParts, RecordInput
 from services.errors import InvalidRequest
-from services.events import append_with, events_for
-from services.ledger.statements import qualified
-from services.ledger.transaction import Driver, driver_transaction, ledger_transaction, read_transaction
+from services.events import append_if_changed, append_with, events_for
+from services.ledger.statements import BOUNDED, qualified
+from services.ledger.transaction import (
+    Driver,
+    driver_transaction,
+    ledger_transaction,
+    pooled_driver,
+    read_transaction,
+)
 
 SCHEMA = "checkout"
 # The statuses a checkout never leaves on its own (retention only deletes these).
@@ -87,8 +97,17 @@ LOCK = f"SELECT pg_advisory_xact_lock(hashtextextended($1, {LOCK_SEED}))"
 # JSON is sent and read as text: the statements do not depend on the driver's json codec.
 LOCKED_RECORD = f"""SELECT customer_id, status, version, view::text AS view, request::text AS request, created_at,
     updated_at FROM {_BOOKINGS} WHERE checkout_id = $1"""
-INSERT_RECORD = f"""INSERT INTO {_BOOKINGS} (checkout_id, customer_id, status, version, view, request, created_at,
-    updated_at) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, now())"""
+_NEW = """(checkout_id, customer_id, status, version, view, request, created_at, updated_at)"""
+# Typed: a SELECT's parameters take no type from the columns they go into, as VALUES' do.
+_NEW_VALUES = "$1::text, $2::text, $3::text, $4::integer, $5::text::jsonb, $6::text::jsonb, $7::timestamptz, now()"
+INSERT_RECORD = f"INSERT INTO {_BOOKINGS} {_NEW} VALUES ({_NEW_VALUES})"
+# The first write in one statement (`insert_first`): the lock timeout and the checkout's lock as a transaction of
+# `record_change` takes them, then the record, only if none is stored (ON CONFLICT sees a row committed after the
+# statement began, so no snapshot of its start is trusted).
+FIRST_LOCKED = f"""{BOUNDED},
+    locked AS (SELECT pg_advisory_xact_lock(hashtextextended($1, {LOCK_SEED})) FROM bounded), """
+FIRST_RECORD = f"""INSERT INTO {_BOOKINGS} {_NEW} SELECT {_NEW_VALUES} FROM locked
+    ON CONFLICT (checkout_id) DO NOTHING RETURNING 1"""
 # A write without the request keeps the one recorded.
 UPDATE_RECORD = f"""UPDATE {_BOOKINGS} SET customer_id = $2, status = $3, version = $4, view = $5::text::jsonb,
     request = coalesce($6::text::jsonb, request), updated_at = now() WHERE checkout_id = $1"""
@@ -125,22 +144,33 @@ async def _locked(db: Driver, checkout_id: str) -> BookingRecord | None:
     )
 
 
+def _inserted(new: RecordInput) -> list[object]:
+    """INSERT_RECORD's and FIRST_RECORD's arguments."""
+    return [new.checkout_id, new.customer_id, new.status, new.version, json.dumps(new.view),
+            json.dumps(new.request) if new.request is not None else None, created_at_of(new.view)]
+
+
 async def write_record(db: Driver, previous: BookingRecord | None, new: RecordInput) -> None:
     """THE write of a record, in the caller's transaction, the previous record (None: the first) at hand.
 
     Callers hold the checkout's lock and have checked that `new` is newer (`record_change`, `change_parts`).
     Anything that must commit or roll back with a record's change (the events outbox) is written here, in the
-    record's own statement (the transaction's last: the outbox's counter lock is held from there to the commit)."""
-    view = json.dumps(new.view)
-    request = json.dumps(new.request) if new.request is not None else None
+    record's own statement (the transaction's last: the outbox's counter lock is held from there to the commit).
+    Its first write has a twin that needs no transaction, `insert_first`."""
     if previous is None:
-        change = INSERT_RECORD
-        arguments: list[object] = [new.checkout_id, new.customer_id, new.status, new.version, view, request,
-                                   created_at_of(new.view)]
+        change, arguments = INSERT_RECORD, _inserted(new)
     else:
         change = UPDATE_RECORD
-        arguments = [new.checkout_id, new.customer_id, new.status, new.version, view, request]
+        arguments = [new.checkout_id, new.customer_id, new.status, new.version, json.dumps(new.view),
+                     json.dumps(new.request) if new.request is not None else None]
     await append_with(db, change, arguments, events_for(previous.view if previous is not None else None, new.view))
+
+
+async def insert_first(db: Driver, new: RecordInput) -> bool:
+    """`write_record` of a checkout with no record, as ONE statement on `db` outside a transaction block (a round
+    trip where the locked transaction takes five): the record and its events, under the checkout's lock. False
+    when a record is stored: nothing was written, and `record_change` decides."""
+    return await append_if_changed(db, FIRST_LOCKED, FIRST_RECORD, _inserted(new), events_for(None, new.view))
 
 
 async def record_change(db: Driver, new: RecordInput) -> bool:
@@ -237,7 +267,12 @@ class BookingRecords:
         self.keep_days = keep_days
 
     async def record(self, new: RecordInput) -> bool:
-        """One write, in a transaction of its own (the saga's activity). True when it changed the record."""
+        """One write, in a transaction of its own (the saga's activity); a first write is tried as one statement
+        first (the module's docstring). True when it changed the record."""
+        if new.first_write:
+            async with pooled_driver(self.engine) as db:
+                if await insert_first(db, new):
+                    return True
         async with driver_transaction(self.engine) as db:
             return await record_change(db, new)
 

@@ -108,16 +108,24 @@ ENDPOINTS = qualified(WebhookEndpoint.__table__)
 DELIVERIES = qualified(WebhookDelivery.__table__)
 
 
-def _append_sql(first: int, change: str | None = None) -> str:
+def _append_sql(first: int, change: str | None = None, *, before: str = "", if_changed: bool = False) -> str:
     """One statement: take `n` ids from the counter (its row lock is held to the end of the caller's transaction),
     write the events with them, and notify the relay; with `change`, that write runs as a CTE of the same
-    statement. Its 8 parameters are numbered from `first`. A key already written (the same change written again)
-    is skipped; its id stays unused, a gap readers never wait for."""
+    statement (after the CTEs `before`, with their trailing comma). Its 8 parameters are numbered from `first`. A
+    key already written (the same change written again) is skipped; its id stays unused, a gap readers never wait
+    for. `if_changed`: the counter is taken and the events written only if `change` answered a row (its
+    RETURNING), and the statement answers a row per event written, or one row without an id when there was none,
+    or no row when `change` wrote nothing."""
     n, keys, types, checkout_ids, customer_ids, occurred, parts, datas = (f"${first + i}" for i in range(8))
-    before = f"change AS ({change}), " if change is not None else ""
+    ctes = f"{before}change AS ({change}), " if change is not None else ""
+    condition = f" AND {n}::integer > 0 AND EXISTS (SELECT FROM change)" if if_changed else ""
+    notify = f"pg_notify('{NOTIFY_CHANNEL}', '')"
+    answer = (f"SELECT w.id, w.key, CASE WHEN w.id IS NOT NULL THEN {notify} END FROM change "
+              "LEFT JOIN written w ON true ORDER BY w.id" if if_changed
+              else f"SELECT id, key, {notify} FROM written ORDER BY id")
     return f"""
-WITH {before}counter AS (
-    UPDATE {COUNTER} SET last_id = last_id + {n}::integer WHERE one RETURNING last_id
+WITH {ctes}counter AS (
+    UPDATE {COUNTER} SET last_id = last_id + {n}::integer WHERE one{condition} RETURNING last_id
 ), written AS (
     INSERT INTO {EVENTS} (id, key, type, checkout_id, customer_id, occurred_at, part, data)
     SELECT counter.last_id - {n}::integer + e.ord, e.key, e.type, e.checkout_id, e.customer_id, e.occurred_at,
@@ -128,7 +136,7 @@ WITH {before}counter AS (
     ON CONFLICT (key) DO NOTHING
     RETURNING id, key
 )
-SELECT id, key, pg_notify('{NOTIFY_CHANNEL}', '') FROM written ORDER BY id"""
+{answer}"""
 
 
 _APPEND = _append_sql(1)
@@ -157,6 +165,17 @@ async def append_with(db: Driver, change: str, arguments: Sequence[object], even
     keys, appended = append_arguments(events)
     statement = _append_sql(len(arguments) + 1, change)
     return _written(events, keys, await db.fetch(statement, *arguments, *appended))
+
+
+async def append_if_changed(db: Driver, before: str, change: str, arguments: Sequence[object],
+                            events: Sequence[Event]) -> bool:
+    """`change` (a write with `len(arguments)` parameters that answers one row, `RETURNING 1`, when it wrote, none
+    when it did not; run after the CTEs `before`) and, only if it wrote, the append of `events`, as ONE statement:
+    outside a transaction block it commits alone, holding the counter's lock no longer than itself. True when
+    `change` wrote; False: nothing was written."""
+    _keys, appended = append_arguments(events)
+    statement = _append_sql(len(arguments) + 1, change, before=before, if_changed=True)
+    return bool(await db.fetch(statement, *arguments, *appended))
 
 
 def append_arguments(events: Sequence[Event]) -> tuple[list[str], list[object]]:

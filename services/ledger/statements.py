@@ -39,8 +39,9 @@ def _status(status: HoldStatus) -> str:
 
 ACTIVE = _status(HoldStatus.ACTIVE)
 # The ledger transaction's lock_timeout (services.ledger.transaction), for a statement that runs without one:
-# set_config(..., true) lasts until the statement's implicit transaction ends.
-_BOUNDED = f"bounded AS (SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true) AS lock_timeout)"
+# set_config(..., true) lasts until the statement's implicit transaction ends. A CTE named `bounded`; a statement
+# makes sure it runs before any lock wait by reading it (its value is never NULL).
+BOUNDED = f"bounded AS (SELECT set_config('lock_timeout', '{LOCK_TIMEOUT}', true) AS lock_timeout)"
 
 
 def _new_key(holds: str) -> str:
@@ -153,9 +154,9 @@ class LedgerStatements:
             # outcome. A concurrent claim of the same key fails the statement (unique violation), all of it.
             # `bounded`: the transaction's lock_timeout, set for this statement's implicit transaction alone, before
             # any lock is waited for.
-            hold_line=f"""WITH {_BOUNDED}, {_take_line(inv, lines, _new_key(h))}, {_claim_taken(h)}
+            hold_line=f"""WITH {BOUNDED}, {_take_line(inv, lines, _new_key(h))}, {_claim_taken(h)}
                 SELECT * FROM taken""",
-            hold_lines=f"""WITH {_BOUNDED}, {_take_lines(inv, lines, _new_key(h))}, {_claim_taken(h)}
+            hold_lines=f"""WITH {BOUNDED}, {_take_lines(inv, lines, _new_key(h))}, {_claim_taken(h)}
                 SELECT * FROM taken""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,

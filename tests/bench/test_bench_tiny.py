@@ -163,9 +163,10 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     assert set(hot) == {"services", "raw", "former"}  # the former transaction: the one-statement take's "without"
     assert all(side["holds"] > 0 and side["lock_samples"] > 0 for side in hot.values()), hot
     assert set(scenarios["ledger only"]["per_second"]) == {"services", "raw", "former"}
-    # The record write's cut: both arms wrote every checkout twice, nothing failed.
+    # The record write's cuts: every arm wrote every checkout twice, nothing failed.
     records = scenarios["record writes"]
-    assert records["failures"] == 0 and records["writes"]["today"] == records["writes"]["former"] > 0
+    writes = records["writes"]
+    assert records["failures"] == 0 and writes["today"] == writes["locked"] == writes["former"] > 0, writes
     # The first task's patches: both arms ran every workflow, and a second patch is two more events (its marker and
     # its TemporalChangeVersion upsert).
     patched = scenarios["first-task patches"]

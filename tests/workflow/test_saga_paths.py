@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
+from services.bookings.models import RECORD_ACTIVITY, RecordInput
 from services.types import HoldStatus
 from settings import Settings
 from tests.ledger.helpers import assert_ledger_clean
@@ -39,7 +42,22 @@ async def test_hold_then_confirm(saga_client: Client, saga_settings: Settings, s
     assert attributes.get(search_attributes.CHECKOUT_STATUS) == "CONFIRMED"
     assert attributes.get(search_attributes.CUSTOMER_ID) == "cust-1"
     assert f"orders:{inventory.sku}" in (attributes.get(search_attributes.RESOURCES) or [])
+    writes = await record_writes(saga_client, handle)
+    assert writes[0].first_write and not any(w.first_write for w in writes[1:]), "only the first write says so"
+    assert writes[-1].status == "CONFIRMED"
     await assert_ledger_clean(saga_services)
+
+
+async def record_writes(client: Client, handle: WorkflowHandle[Any, Any]) -> list[RecordInput]:
+    """The booking record's writes the saga scheduled, in order, as their activity received them."""
+    writes = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == RECORD_ACTIVITY:
+                [new] = await client.data_converter.decode(scheduled.input.payloads, [RecordInput])
+                writes.append(new)
+    return writes
 
 
 @pytest.mark.parametrize("short", ["flight", "hotel", "orders"])
