@@ -36,6 +36,9 @@ async def engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+HELD_THEN_CONFIRMED = [EventType.HELD.value, EventType.CONFIRMED.value]
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -109,7 +112,7 @@ async def test_concurrent_first_writes_leave_the_newest(engine: AsyncEngine, fir
     assert any(outcomes)
     stored = await records.load(checkout_id)
     assert stored is not None and stored.version == 3 and stored.status == "CONFIRMED"
-    assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == ["held", "confirmed"]
+    assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == HELD_THEN_CONFIRMED
 
 
 async def test_a_first_write_in_one_statement_writes_what_the_locked_write_writes(engine: AsyncEngine) -> None:
@@ -135,10 +138,10 @@ async def test_a_first_write_in_one_statement_writes_what_the_locked_write_write
             assert await _stored_events(engine, before, checkout_id) == events
             confirmed = version(checkout_id, "cust-first", ["PENDING", "HELD", "CONFIRMED"], start)
             assert await records.record(confirmed)
-            assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == ["held", "confirmed"]
+            assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == HELD_THEN_CONFIRMED
     (fast, fast_events, fast_id), (locked, locked_events, locked_id) = pairs[True], pairs[False]
     assert fast_events and len(fast_events) == len(locked_events) == 1
-    assert fast_events[0][0] == locked_events[0][0] == "held"
+    assert fast_events[0][0] == locked_events[0][0] == EventType.HELD.value
     assert fast_events[0][1] == locked_events[0][1].replace(locked_id, fast_id)
     assert json.dumps(fast_events[0][2]).replace(fast_id, "id") == json.dumps(locked_events[0][2]).replace(
         locked_id, "id")
@@ -186,7 +189,7 @@ async def test_a_first_write_waits_for_the_checkouts_lock_and_then_finds_the_rec
     assert await waiting is False
     stored = await BookingRecords(engine).load(checkout_id)
     assert stored is not None and stored.version == 2
-    assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == ["held"]
+    assert [kind for kind, _, _ in await _stored_events(engine, before, checkout_id)] == [EventType.HELD.value]
 
 
 async def test_a_cancellation_changes_parts_once(engine: AsyncEngine) -> None:
