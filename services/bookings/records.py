@@ -144,10 +144,15 @@ async def _locked(db: Driver, checkout_id: str) -> BookingRecord | None:
     )
 
 
-def _inserted(new: RecordInput) -> list[object]:
-    """INSERT_RECORD's and FIRST_RECORD's arguments."""
+def _written(new: RecordInput) -> list[object]:
+    """The parameters $1-$6 every write of a record sends (UPDATE_RECORD's all)."""
     return [new.checkout_id, new.customer_id, new.status, new.version, json.dumps(new.view),
-            json.dumps(new.request) if new.request is not None else None, created_at_of(new.view)]
+            json.dumps(new.request) if new.request is not None else None]
+
+
+def _inserted(new: RecordInput) -> list[object]:
+    """INSERT_RECORD's and FIRST_RECORD's parameters: a write's, and $7 the checkout's first status change."""
+    return [*_written(new), created_at_of(new.view)]
 
 
 async def write_record(db: Driver, previous: BookingRecord | None, new: RecordInput) -> None:
@@ -160,9 +165,7 @@ async def write_record(db: Driver, previous: BookingRecord | None, new: RecordIn
     if previous is None:
         change, arguments = INSERT_RECORD, _inserted(new)
     else:
-        change = UPDATE_RECORD
-        arguments = [new.checkout_id, new.customer_id, new.status, new.version, json.dumps(new.view),
-                     json.dumps(new.request) if new.request is not None else None]
+        change, arguments = UPDATE_RECORD, _written(new)
     await append_with(db, change, arguments, events_for(previous.view if previous is not None else None, new.view))
 
 
