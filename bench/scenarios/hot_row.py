@@ -1,8 +1,8 @@
 """The hot row: `hot_buyers` buyers at once, all holding one unit of the same sku (a large stock), through services/
 (OrdersService.hold) against the same hold in raw SQL (bench/scenarios/ledger_only.py's, statement for statement),
-and the share of the buyers' time spent waiting for a lock. A third side, the former transaction in raw SQL (the
-row locked from the take until a COMMIT a round trip later), measures the cut that made a new key's hold one
-statement.
+and the share of the buyers' time spent waiting for a lock. Two more sides in raw SQL measure two cuts: the row
+resolved to its id first (before the hold's statement named it), and the former transaction (the row locked from
+the take until a COMMIT a round trip later), before a new key's hold was one statement.
 
 Every buyer has a connection of its own on every side, so the buyers queue on the row's lock, not on a pool.
 Each side's connections are opened before its round and closed after it (the sides never hold more than
@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from bench.results import Figure
-from bench.scenarios.ledger_only import Hold, former_sql, holds_per_lane, keep_session, raw_sql, through_services
+from bench.scenarios.ledger_only import RAW_SIDES, Hold, cut_figures, holds_per_lane, keep_session, through_services
 from bench.sizes import Size
 from bench.stats import per_second
 from services.db import create_engine
@@ -38,7 +38,7 @@ SCENARIO = "hot row"
 TARGET_RATIO = 0.9
 ROUNDS = 8
 SAMPLE_SECONDS = 0.01
-SIDES = ("services", "raw", "former")
+SIDES = ("services", *RAW_SIDES)
 LOCK_SAMPLE = """SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"""
 
@@ -81,7 +81,7 @@ async def _connections(side: str, database_url: str, buyers: int, expires_at: da
     else:
         pool = await asyncpg.create_pool(database_url, min_size=buyers, max_size=buyers, reset=keep_session)
         try:
-            yield (raw_sql if side == "raw" else former_sql)(pool, expires_at)
+            yield RAW_SIDES[side](pool, expires_at)
         finally:
             await pool.close()
 
@@ -130,10 +130,9 @@ async def run(database_url: str, size: Size, run_id: str, create_sku: Callable[[
                baseline=rates["raw"], baseline_name="raw SQL", target_kind="ratio_at_least", target=TARGET_RATIO),
         Figure(SCENARIO, "share of buyer time in lock waits, services/", 100 * services.lock_share(buyers), "%",
                baseline=100 * raw.lock_share(buyers), baseline_name="raw SQL"),
-        Figure(SCENARIO, "cut: raw SQL holds/s, a new key's hold in one statement", rates["raw"], "/s",
-               baseline=rates["former"], baseline_name="the former transaction, raw SQL"),
-        Figure(SCENARIO, "cut: share of buyer time in lock waits, raw SQL", 100 * raw.lock_share(buyers), "%",
-               baseline=100 * former.lock_share(buyers), baseline_name="the former transaction, raw SQL"),
+        *cut_figures(SCENARIO, rates),
+        Figure(SCENARIO, "cut: share of buyer time in lock waits, raw SQL", 100 * sides["resolved"].lock_share(buyers),
+               "%", baseline=100 * former.lock_share(buyers), baseline_name="the former transaction, raw SQL"),
         Figure(SCENARIO, "holds that failed (every side)", float(sum(len(side.failures) for side in sides.values())),
                "", target_kind="equals", target=0),
     ]

@@ -22,7 +22,7 @@ from services.flight.participant import (
     resource_name,
 )
 from services.flight.schemas import FlightAvailability, FlightInventory, FlightRequest
-from services.ledger.ledger import LedgerTables, LineRef
+from services.ledger.ledger import LedgerTables, LineRef, NamedLine
 from services.ledger.service import LedgerService, priced
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
@@ -36,11 +36,16 @@ DEMO_DEPARTURES = (time(9, 30), time(7, 15))
 # With whether the flight has departed (the transaction's clock): a departed flight is never held.
 FIND_ROW = f"""SELECT i.id, f.departs_at <= now() AS departed FROM {qualified(Inventory.__table__)} i
     JOIN {qualified(Flight.__table__)} f ON f.flight_id = i.flight_id WHERE i.flight_id = $1 AND i.seat_class = $2"""
+# The same rule in the hold by name (one statement, its clock): a departed flight's row takes nothing, and the
+# transaction's resolver refuses it as departed.
+NOT_DEPARTED = f"""EXISTS (SELECT FROM {qualified(Flight.__table__)} f
+    WHERE f.flight_id = {qualified(Inventory.__table__)}.flight_id AND f.departs_at > now())"""
 
 
 class FlightService(LedgerService[FlightRequest]):
     participant = FlightParticipant()
     tables = LedgerTables(Inventory, Hold, HoldLine)
+    holdable = NOT_DEPARTED
 
     async def hold(self, hold_key: str, request: FlightRequest, expires_at: datetime) -> HoldResult:
         wanted = request
@@ -55,7 +60,8 @@ class FlightService(LedgerService[FlightRequest]):
                                             reason="departed")])
             return [LineRef(row["id"], resource, wanted.seats)]
 
-        return await self.ledger.hold(hold_key, resolve, expires_at)
+        named = [NamedLine(resource_name(wanted.flight_id, wanted.seat_class), wanted.seats)]
+        return await self.ledger.hold(hold_key, resolve, expires_at, named)
 
     async def cancel_until(
         self, request: FlightRequest, confirmed_at: datetime, windows: CancelWindows

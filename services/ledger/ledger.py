@@ -6,8 +6,9 @@ lock_timeout and error translation stay in services.ledger.transaction.
 Every operation is one transaction, idempotent by hold key, and never reads in one transaction what it
 writes in another. Row locks are always taken in the same order, so two ledger calls cannot deadlock:
 first the one `holds` row of the key, then inventory rows by ascending id. One exception: `hold` first tries the
-whole hold as one statement (a new key with room on every line: the commonest hold, in 2 round trips instead of
-the transaction's 5), which locks the rows first and claims the key last. Only a call on the same key can wait on
+whole hold as one statement (a new key with room on every line: the commonest hold, in 1 round trip when the
+participant names the rows by resource, 2 when they are resolved first, instead of the transaction's 5), which
+locks the rows first and claims the key last. Only a call on the same key can wait on
 that key, i.e. a duplicate delivery of the same hold running at the same moment; PostgreSQL then fails one of the
 two (deadlock detected: Busy, retried) and the other's outcome stands.
 
@@ -79,8 +80,17 @@ class LineRef:
     quantity: int
 
 
-# Maps a request to its lines; raises UnknownResource for unknown ids. Reads only: it runs before the statement that
-# takes the lines, first on its own (`Ledger._hold_at_once`), then, if that placed nothing, in the hold's transaction.
+@dataclass(frozen=True)
+class NamedLine:
+    """One line a hold asks for, by its row's resource name (`inventory.resource`): what a participant can say of a
+    request without reading anything."""
+
+    resource: str
+    quantity: int
+
+
+# Maps a request to its lines; raises UnknownResource for unknown ids. Reads only: it runs in the hold's transaction,
+# and before the statement that takes the lines (`Ledger._hold_at_once`) when the participant did not name them.
 Resolver = Callable[[Driver], Awaitable[list[LineRef]]]
 
 
@@ -140,33 +150,75 @@ def _hold_record(row: Record) -> HoldRecord:
 
 class Ledger:
     def __init__(
-        self, service: str, engine: AsyncEngine, tables: LedgerTables, sink: AvailabilitySink | None = None
+        self, service: str, engine: AsyncEngine, tables: LedgerTables, sink: AvailabilitySink | None = None,
+        holdable: str = "",
     ) -> None:
         self.service = service
         self.engine = engine
         self.sink = sink
         self._sql = LedgerStatements.build(
-            tables.inventory.__table__, tables.holds.__table__, tables.hold_lines.__table__  # type: ignore[attr-defined]
+            tables.inventory.__table__, tables.holds.__table__, tables.hold_lines.__table__,  # type: ignore[attr-defined]
+            holdable,
         )
 
     # ---- operations -------------------------------------------------------------------------------------
 
-    async def hold(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
+    async def hold(
+        self, hold_key: str, resolve: Resolver, expires_at: datetime, named: Sequence[NamedLine] | None = None
+    ) -> HoldResult:
+        """Hold the request's lines under `hold_key`. `named`: the same lines by their rows' resource names, when
+        the participant can say them without reading (then a new key's hold is one round trip); `resolve` is
+        still what the transaction asks, and what refuses."""
         _check_key(hold_key)
-        taken = await self._hold_at_once(hold_key, resolve, expires_at)
+        if named is None:
+            taken = await self._hold_at_once(hold_key, resolve, expires_at)
+        else:
+            taken = await self._hold_named(hold_key, named, expires_at)
         if taken is None:
             return await self._hold_in_transaction(hold_key, resolve, expires_at)
         self.publish_soon([state for state, _ in taken])
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [line for _, line in taken])
 
+    async def _hold_named(
+        self, hold_key: str, named: Sequence[NamedLine], expires_at: datetime
+    ) -> list[tuple[RowState, HoldLine]] | None:
+        """The commonest hold (a new key, room on every line) in one statement outside a transaction block, its
+        rows named by resource (`hold_named_line` or `hold_named_lines`): 1 round trip where the transaction takes
+        5. None when it wrote nothing, as `_hold_at_once`; a row missing or not holdable (a date not on sale, a
+        departed flight) is one of those, and the transaction's resolver says why."""
+        if not named or any(line.quantity < 1 for line in named):
+            return None
+        async with pooled_driver(self.engine) as db:
+            try:
+                if len(named) == 1:
+                    rows = await db.fetch(
+                        self._sql.hold_named_line, hold_key, named[0].resource, named[0].quantity, expires_at
+                    )
+                else:
+                    rows = await db.fetch(
+                        self._sql.hold_named_lines, hold_key, [line.resource for line in named],
+                        [line.quantity for line in named], expires_at,
+                    )
+            except UniqueViolationError:  # the key was claimed meanwhile (or a name twice): nothing of it stays
+                return None
+        if not rows:
+            return None
+        quantities = {line.resource: line.quantity for line in named}
+        # Ascending inventory id, the order the transaction and a duplicate's recorded lines answer in.
+        return [
+            self._taken(row, quantities[row["resource"]])
+            for row in sorted(rows, key=lambda row: row["id"])
+        ]
+
     async def _hold_at_once(
         self, hold_key: str, resolve: Resolver, expires_at: datetime
     ) -> list[tuple[RowState, HoldLine]] | None:
-        """The commonest hold (a new key, room on every line) in one statement outside a transaction block:
-        2 round trips (the request's rows, then `hold_line` or `hold_lines`) where the transaction takes 5.
-        None when it wrote nothing: a known key, a short or missing row, an unknown resource, a concurrent claim
-        of the key. The transaction then decides and records the outcome (REJECTED, the recorded answer), as it
-        always did: this path only ever commits a hold whose every line was taken."""
+        """The commonest hold (a new key, room on every line) in one statement outside a transaction block, for a
+        participant that does not name its rows: 2 round trips (the request's rows, then `hold_line` or
+        `hold_lines`) where the transaction takes 5. None when it wrote nothing: a known key, a short or missing
+        row, an unknown resource, a concurrent claim of the key. The transaction then decides and records the
+        outcome (REJECTED, the recorded answer), as it always did: this path only ever commits a hold whose every
+        line was taken."""
         async with pooled_driver(self.engine) as db:
             try:
                 lines = await resolve(db)  # reads only
@@ -192,7 +244,7 @@ class Ledger:
         if not rows:
             return None
         found = {row["id"]: row for row in rows}
-        return [self._taken(found[line.inventory_id], line) for line in ordered]
+        return [self._taken(found[line.inventory_id], line.quantity) for line in ordered]
 
     async def _hold_in_transaction(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
         """Every hold `_hold_at_once` did not place: the key claimed first, then the lines, or the refusal
@@ -392,13 +444,13 @@ class Ledger:
                 if not shortages:  # room again since the take found none (a release committed in between)
                     raise Busy(f"{line.resource} changed while it was being held: try again")
                 raise Unavailable(shortages)
-            return [self._taken(row, line)]
+            return [self._taken(row, line.quantity)]
         rows = await db.fetch(
             self._sql.take_lines, hold_key, [ln.inventory_id for ln in ordered], [ln.quantity for ln in ordered]
         )
         found = {row["id"]: row for row in rows}
         if rows and rows[0]["taken"]:
-            return [self._taken(found[line.inventory_id], line) for line in ordered]
+            return [self._taken(found[line.inventory_id], line.quantity) for line in ordered]
         shortages = []
         for line in ordered:
             row = found.get(line.inventory_id)
@@ -408,9 +460,9 @@ class Ledger:
                 self._note_short(self._state(row), line, shortages, short_rows)
         raise Unavailable(shortages)
 
-    def _taken(self, row: Record, line: LineRef) -> tuple[RowState, HoldLine]:
+    def _taken(self, row: Record, quantity: int) -> tuple[RowState, HoldLine]:
         """A taken line: its row's counters after the take, and the hold line with the row's price."""
-        return self._state(row), _line(row["resource"], line.quantity, row["unit_price"], row["currency"])
+        return self._state(row), _line(row["resource"], quantity, row["unit_price"], row["currency"])
 
     async def _row(self, db: Driver, inventory_id: int) -> RowState:
         return self._state(await db.fetchrow(self._sql.row, inventory_id))

@@ -4,7 +4,7 @@ name, and the operator upsert of one row."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic
+from typing import Any, ClassVar, Generic
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,11 +23,14 @@ class LedgerService(InventoryService[RequestT], Generic[RequestT]):
 
     participant: Participant[RequestT]
     tables: LedgerTables
+    # SQL on an inventory row (named by its qualified table) that a hold by name must find true: what the
+    # participant's resolver refuses of a row that exists (services.ledger.statements `LedgerStatements.build`).
+    holdable: ClassVar[str] = ""
 
     def __init__(self, engine: AsyncEngine, sink: AvailabilitySink | None = None) -> None:
         self.name = self.participant.name
         self.engine = engine
-        self.ledger = Ledger(self.name, engine, self.tables, sink)
+        self.ledger = Ledger(self.name, engine, self.tables, sink, self.holdable)
 
     async def confirm(self, hold_key: str) -> HoldResult:
         return await self.ledger.confirm(hold_key)

@@ -50,11 +50,11 @@ def _new_key(holds: str) -> str:
                     AND (SELECT lock_timeout FROM bounded) IS NOT NULL"""
 
 
-def _take_line(inv: str, lines: str, guard: str = "") -> str:
-    """CTEs `taken` and `added` of one line: $1 key, $2 inventory id, $3 quantity."""
+def _take_line(inv: str, lines: str, guard: str = "", by: str = "id") -> str:
+    """CTEs `taken` and `added` of one line: $1 key, $2 the row's `by` (its id, or its resource name), $3 quantity."""
     return f"""taken AS (
                     UPDATE {inv} SET held = held + $3, version = version + 1
-                    WHERE id = $2 AND held + sold + $3 <= capacity {guard}
+                    WHERE {by} = $2 AND held + sold + $3 <= capacity {guard}
                     RETURNING id, {ROW_COLUMNS}, unit_price, currency
                 ), added AS (
                     INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
@@ -62,27 +62,29 @@ def _take_line(inv: str, lines: str, guard: str = "") -> str:
                 )"""
 
 
-def _take_lines(inv: str, lines: str, guard: str = "") -> str:
-    """CTEs of several lines, all or nothing: $1 key, $2 inventory ids, $3 quantities. `locked` takes the rows'
-    locks in ascending id (the one lock order; a FOR UPDATE CTE is never inlined, and `room`, which `taken` joins,
-    reads all of it first) and sees each row as last committed; `taken` raises `held` only when every row has
-    room (the CHECK on the counters stands behind it), and `added` writes the lines with the rows' prices as they
-    are under those locks. A short row changes nothing, so nothing is left to undo (no savepoint)."""
+def _take_lines(inv: str, lines: str, guard: str = "", by: str = "id") -> str:
+    """CTEs of several lines, all or nothing: $1 key, $2 the rows' `by` (inventory ids, or resource names), $3
+    quantities. `locked` takes the rows' locks in ascending id (the one lock order, whatever names them; a FOR
+    UPDATE CTE is never inlined, and `room`, which `taken` joins, reads all of it first) and sees each row as last
+    committed; `taken` raises `held` only when every row has room (the CHECK on the counters stands behind it), and
+    `added` writes the lines with the rows' prices as they are under those locks. A short or missing row changes
+    nothing, so nothing is left to undo (no savepoint)."""
+    array = "bigint[]" if by == "id" else "text[]"
     return f"""wanted AS (
-                    SELECT t.id, t.quantity FROM unnest($2::bigint[], $3::integer[]) AS t(id, quantity)
+                    SELECT t.{by}, t.quantity FROM unnest($2::{array}, $3::integer[]) AS t({by}, quantity)
                 ), locked AS (
-                    SELECT id, {ROW_COLUMNS} FROM {inv} WHERE id = ANY($2::bigint[]) {guard}
+                    SELECT id, {ROW_COLUMNS} FROM {inv} WHERE {by} = ANY($2::{array}) {guard}
                     ORDER BY id FOR UPDATE
                 ), room AS (
-                    SELECT count(*) = 0 AS ok FROM wanted w LEFT JOIN locked l ON l.id = w.id
+                    SELECT count(*) = 0 AS ok FROM wanted w LEFT JOIN locked l ON l.{by} = w.{by}
                     WHERE l.id IS NULL OR l.held + l.sold + w.quantity > l.capacity
                 ), taken AS (
                     UPDATE {inv} i SET held = i.held + w.quantity, version = i.version + 1
-                    FROM wanted w, room WHERE i.id = w.id AND room.ok
+                    FROM wanted w, room WHERE i.{by} = w.{by} AND room.ok
                     RETURNING i.id, {_prefixed("i", ROW_COLUMNS)}, i.unit_price, i.currency
                 ), added AS (
                     INSERT INTO {lines} (hold_key, inventory_id, quantity, unit_price, currency)
-                    SELECT $1, t.id, w.quantity, t.unit_price, t.currency FROM taken t JOIN wanted w ON w.id = t.id
+                    SELECT $1, t.id, w.quantity, t.unit_price, t.currency FROM taken t JOIN wanted w ON w.{by} = t.{by}
                 )"""
 
 
@@ -102,6 +104,8 @@ class LedgerStatements:
     take_lines: str
     hold_line: str
     hold_lines: str
+    hold_named_line: str
+    hold_named_lines: str
     row: str
     reject: str
     # confirm, release, decline, expire
@@ -131,8 +135,12 @@ class LedgerStatements:
     holds_page: str
 
     @classmethod
-    def build(cls, inventory: Table, holds: Table, hold_lines: Table) -> LedgerStatements:
+    def build(cls, inventory: Table, holds: Table, hold_lines: Table, holdable: str = "") -> LedgerStatements:
+        """`holdable`: the participant's own condition on an inventory row for a hold by name (SQL on the row,
+        named by its qualified table, e.g. a flight not departed), where its resolver would refuse a row that
+        exists; empty when a row's existence is all its resolver checks."""
         inv, h, lines = qualified(inventory), qualified(holds), qualified(hold_lines)
+        named_guard = _new_key(h) + (f" AND {holdable}" if holdable else "")
         # reason is jsonb: sent and read as text, so these statements do not depend on the driver's json codec.
         return cls(
             # ON CONFLICT waits for a concurrent insert of the same key to commit, then sees its outcome.
@@ -158,6 +166,13 @@ class LedgerStatements:
                 SELECT * FROM taken""",
             hold_lines=f"""WITH {BOUNDED}, {_take_lines(inv, lines, _new_key(h))}, {_claim_taken(h)}
                 SELECT * FROM taken""",
+            # The same, the rows named by their resource (unique, never changed) rather than resolved to ids first:
+            # one round trip for the whole hold. A row that is missing, short or not `holdable` takes nothing, and
+            # the transaction resolves the request and refuses it for its reason.
+            hold_named_line=f"""WITH {BOUNDED}, {_take_line(inv, lines, named_guard, by="resource")},
+                {_claim_taken(h)} SELECT * FROM taken""",
+            hold_named_lines=f"""WITH {BOUNDED}, {_take_lines(inv, lines, named_guard, by="resource")},
+                {_claim_taken(h)} SELECT * FROM taken""",
             row=f"SELECT {ROW_COLUMNS} FROM {inv} WHERE id = $1",
             reject=f"""UPDATE {h} SET status = {_status(HoldStatus.REJECTED)}, expires_at = NULL,
                 reason = $2::text::jsonb WHERE hold_key = $1""",

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import HoldNotActive, InvalidRequest, Unavailable, UnknownResource
-from services.ledger.ledger import LedgerTables, LineRef
+from services.ledger.ledger import LedgerTables, LineRef, NamedLine
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, driver_transaction, ledger_transaction, pooled_driver, read_transaction
@@ -100,8 +100,11 @@ class WalletService(LedgerService[WalletRequest]):
                 raise UnknownResource(account)
             return [LineRef(found, account, amount)]
 
+        # A request without all three is only a known key's (see resolve): the transaction answers it.
+        named = (None if customer_id is None or currency is None or request.amount is None
+                 else [NamedLine(account_name(customer_id, currency), amount)])
         try:
-            return await self.ledger.hold(hold_key, resolve, expires_at)
+            return await self.ledger.hold(hold_key, resolve, expires_at, named)
         except Unavailable as short:
             # From the ledger's record (a duplicate answers with what the first delivery was refused for).
             first = short.shortages[0] if short.shortages else Shortage(resource="", requested=amount, available=0)

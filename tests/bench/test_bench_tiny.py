@@ -160,9 +160,10 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         rates = [f for f in figures if f["scenario"] == scenario and f["unit"] == "/s"]
         assert rates and all(f["value"] > 0 and f["baseline"] > 0 for f in rates), (scenario, rates)
     hot = scenarios["hot row"]["sides"]
-    assert set(hot) == {"services", "raw", "former"}  # the former transaction: the one-statement take's "without"
-    assert all(side["holds"] > 0 and side["lock_samples"] > 0 for side in hot.values()), hot
-    assert set(scenarios["ledger only"]["per_second"]) == {"services", "raw", "former"}
+    # The row resolved first: the named statement's "without"; the former transaction: the one-statement take's.
+    assert set(hot) == {"services", "raw", "resolved", "former"}
+    assert all(side["holds"] > 0 and side["lock_samples"] > 0 and side["failures"] == 0 for side in hot.values()), hot
+    assert set(scenarios["ledger only"]["per_second"]) == {"services", "raw", "resolved", "former"}
     # The record write's cuts: every arm wrote every checkout twice, nothing failed.
     records = scenarios["record writes"]
     writes = records["writes"]

@@ -1,6 +1,8 @@
-"""The hold in one statement (Ledger._hold_at_once), on real PostgreSQL: a new key with room on every line is
-placed without the transaction; everything else (a known key, a short, missing, unknown or departed row, a key
-claimed while the statement ran) leaves nothing of the statement behind and is the transaction's to answer."""
+"""The hold in one statement (Ledger._hold_named, and Ledger._hold_at_once for a participant that names no lines),
+on real PostgreSQL: a new key with room on every line is placed without the transaction, its rows named by
+resource and never resolved first; everything else (a known key, a short, missing, unknown or departed row, a date
+not on sale, a key claimed while the statement ran) leaves nothing of the statement behind and is the transaction's
+to answer, whose resolver says why."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.errors import Busy, Declined, HoldNotActive, Unavailable, UnknownResource
 from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
-from services.ledger.ledger import Ledger
+from services.hotel.schemas import HotelInventory, HotelRequest
+from services.hotel.service import HotelService
+from services.ledger.ledger import Ledger, LineRef, NamedLine
+from services.ledger.transaction import Driver
 from services.ledger.transaction import LOCK_TIMEOUT
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
@@ -135,9 +140,9 @@ async def test_a_key_claimed_while_the_statement_waits_leaves_nothing_of_it(
     # release commits.
     sql = orders.ledger._sql
     bounded = f"set_config('lock_timeout', '{LOCK_TIMEOUT}', true)"
-    assert bounded in sql.hold_line
+    assert bounded in sql.hold_named_line
     monkeypatch.setattr(orders.ledger, "_sql", replace(
-        sql, hold_line=sql.hold_line.replace(bounded, "set_config('lock_timeout', '0', true)")
+        sql, hold_named_line=sql.hold_named_line.replace(bounded, "set_config('lock_timeout', '0', true)")
     ))
     async with engine.connect() as releasing:
         await releasing.execute(
@@ -184,4 +189,77 @@ async def test_a_basket_on_a_locked_row_is_busy_and_takes_nothing(
     assert transactions == []  # the statement gave up on its own lock wait: the transaction was never asked
     assert (await orders.hold(key, items((free, 1), (locked, 1)), later())).status is HoldStatus.ACTIVE
     assert [(await orders.availability(sku)).held for sku in (free, locked)] == [1, 1]
+    await assert_ledger_clean(services)
+
+
+class Resolver:
+    """An orders resolver that counts its calls (it reads the sku's row, as OrdersService's does)."""
+
+    def __init__(self, sku: str, quantity: int) -> None:
+        self.sku, self.quantity, self.calls = sku, quantity, 0
+
+    async def __call__(self, db: Driver) -> list[LineRef]:
+        self.calls += 1
+        found = await db.fetchval("SELECT id FROM orders.inventory WHERE sku = $1", self.sku)
+        if found is None:
+            raise UnknownResource(self.sku)
+        return [LineRef(found, self.sku, self.quantity)]
+
+
+async def test_named_lines_are_never_resolved_unless_the_transaction_answers(
+    orders: OrdersService, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    """A hold by name reads nothing before its statement; one that names no lines resolves them first (today's
+    participants all name theirs, a team's own may not); the transaction always resolves."""
+    sku = unique("SKU")
+    await orders.upsert(sku, ItemInventory(stock=3))
+    named, resolved, short = (unique("wf") + ":orders" for _ in range(3))
+    by_name = Resolver(sku, 2)
+    held = await orders.ledger.hold(named, by_name, later(), [NamedLine(sku, 2)])
+    assert [(line.resource, line.quantity) for line in held.lines] == [(sku, 2)]
+    assert by_name.calls == 0
+    first = Resolver(sku, 1)
+    assert (await orders.ledger.hold(resolved, first, later())).status is HoldStatus.ACTIVE
+    assert first.calls == 1
+    assert transactions == []
+    refused = Resolver(sku, 1)
+    with pytest.raises(Unavailable):
+        await orders.ledger.hold(short, refused, later(), [NamedLine(sku, 1)])
+    assert refused.calls == 1 and transactions == [short]
+    assert (await orders.availability(sku)).held == 3
+    await assert_ledger_clean(services)
+
+
+async def test_dated_nights_by_name_and_a_night_not_on_sale(
+    hotel: HotelService, services: dict[str, AnyService], transactions: list[str]
+) -> None:
+    """Nights are named `{hotel}/{type}/{date}`: a stay whose every night is on sale is placed in one statement, one
+    night or several; a night not on sale takes nothing of the stay, and the transaction refuses it as Unavailable
+    naming that night."""
+    hotel_id, first = unique("H"), datetime.now(UTC).date() + timedelta(days=10)
+    await hotel.upsert(hotel_id, HotelInventory(
+        city="Paris", rooms={"double": 3}, nights_from=first, nights_to=first + timedelta(days=1)
+    ))
+    one, two, gap, unknown = (unique("wf") + ":hotel" for _ in range(4))
+
+    def stay(nights: int, room_type: str = "double") -> HotelRequest:
+        return HotelRequest(hotel_id=hotel_id, room_type=room_type, check_in=first,
+                            check_out=first + timedelta(days=nights), rooms=1)
+
+    assert len((await hotel.hold(one, stay(1), later())).lines) == 1
+    held = await hotel.hold(two, stay(2), later())
+    assert [line.resource for line in held.lines] == [
+        f"{hotel_id}/double/{(first + timedelta(days=n)).isoformat()}" for n in range(2)
+    ]
+    assert transactions == []
+    with pytest.raises(Unavailable) as short:
+        await hotel.hold(gap, stay(3), later())
+    assert [(s.resource, s.available) for s in short.value.shortages] == [
+        (f"{hotel_id}/double/{(first + timedelta(days=2)).isoformat()}", 0)
+    ]
+    with pytest.raises(UnknownResource):
+        await hotel.hold(unknown, stay(1, "suite"), later())
+    assert transactions == [gap, unknown]
+    nights = (await hotel.dated_availability(hotel_id, first, first + timedelta(days=2)))
+    assert [counters.held for counters in nights.room_types["double"].nights.values()] == [2, 1]
     await assert_ledger_clean(services)
