@@ -189,18 +189,10 @@ class Ledger:
         if not named or any(line.quantity < 1 for line in named):
             return None
         async with pooled_driver(self.engine) as db:
-            try:
-                if len(named) == 1:
-                    rows = await db.fetch(
-                        self._sql.hold_named_line, hold_key, named[0].resource, named[0].quantity, expires_at
-                    )
-                else:
-                    rows = await db.fetch(
-                        self._sql.hold_named_lines, hold_key, [line.resource for line in named],
-                        [line.quantity for line in named], expires_at,
-                    )
-            except UniqueViolationError:  # the key was claimed meanwhile (or a name twice): nothing of it stays
-                return None
+            rows = await self._take_at_once(
+                db, (self._sql.hold_named_line, self._sql.hold_named_lines), hold_key,
+                [line.resource for line in named], [line.quantity for line in named], expires_at,
+            )
         if not rows:
             return None
         quantities = {line.resource: line.quantity for line in named}
@@ -229,22 +221,29 @@ class Ledger:
             if not lines or any(line.inventory_id is None or line.quantity < 1 for line in lines):
                 return None
             ordered = _in_lock_order(lines)
-            try:
-                if len(ordered) == 1:
-                    rows = await db.fetch(
-                        self._sql.hold_line, hold_key, ordered[0].inventory_id, ordered[0].quantity, expires_at
-                    )
-                else:
-                    rows = await db.fetch(
-                        self._sql.hold_lines, hold_key, [ln.inventory_id for ln in ordered],
-                        [ln.quantity for ln in ordered], expires_at,
-                    )
-            except UniqueViolationError:  # the key was claimed meanwhile: nothing of this statement stays
-                return None
+            rows = await self._take_at_once(
+                db, (self._sql.hold_line, self._sql.hold_lines), hold_key,
+                [line.inventory_id for line in ordered], [line.quantity for line in ordered], expires_at,
+            )
         if not rows:
             return None
         found = {row["id"]: row for row in rows}
         return [self._taken(found[line.inventory_id], line.quantity) for line in ordered]
+
+    @staticmethod
+    async def _take_at_once(
+        db: Driver, statements: tuple[str, str], hold_key: str, rows: Sequence[int | str | None],
+        quantities: list[int], expires_at: datetime,
+    ) -> list[Record]:
+        """A hold's one statement (the first of `statements` for one line, the second for several): the rows taken,
+        or none when it wrote nothing. A key claimed meanwhile (or a row named twice) fails it whole: none."""
+        one, several = statements
+        try:
+            if len(rows) == 1:
+                return await db.fetch(one, hold_key, rows[0], quantities[0], expires_at)
+            return await db.fetch(several, hold_key, list(rows), quantities, expires_at)
+        except UniqueViolationError:
+            return []
 
     async def _hold_in_transaction(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
         """Every hold `_hold_at_once` did not place: the key claimed first, then the lines, or the refusal

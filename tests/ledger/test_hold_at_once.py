@@ -21,8 +21,7 @@ from services.flight.service import FlightService
 from services.hotel.schemas import HotelInventory, HotelRequest
 from services.hotel.service import HotelService
 from services.ledger.ledger import Ledger, LineRef, NamedLine
-from services.ledger.transaction import Driver
-from services.ledger.transaction import LOCK_TIMEOUT
+from services.ledger.transaction import LOCK_TIMEOUT, Driver
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
 from services.registry import AnyService
