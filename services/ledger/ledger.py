@@ -246,7 +246,7 @@ class Ledger:
             return []
 
     async def _hold_in_transaction(self, hold_key: str, resolve: Resolver, expires_at: datetime) -> HoldResult:
-        """Every hold `_hold_at_once` did not place: the key claimed first, then the lines, or the refusal
+        """Every hold the one statement did not place: the key claimed first, then the lines, or the refusal
         recorded under the key (REJECTED), or a known key's recorded answer."""
         sql = self._sql
         refusal: Unavailable | UnknownResource | None = None
