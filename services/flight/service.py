@@ -22,7 +22,7 @@ from services.flight.participant import (
     resource_name,
 )
 from services.flight.schemas import FlightAvailability, FlightInventory, FlightRequest
-from services.ledger.ledger import LedgerTables, LineRef, NamedLine
+from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService, priced
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
@@ -60,8 +60,7 @@ class FlightService(LedgerService[FlightRequest]):
                                             reason="departed")])
             return [LineRef(row["id"], resource, wanted.seats)]
 
-        named = [NamedLine(resource_name(wanted.flight_id, wanted.seat_class), wanted.seats)]
-        return await self.ledger.hold(hold_key, resolve, expires_at, named)
+        return await self.ledger.hold(hold_key, resolve, expires_at, self.participant.rows(request))
 
     async def cancel_until(
         self, request: FlightRequest, confirmed_at: datetime, windows: CancelWindows

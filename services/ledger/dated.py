@@ -33,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
 from services.dated import DatedLine, DatedParticipant, dates_between, resource_name
 from services.errors import UnknownResource
-from services.ledger.ledger import LineRef, NamedLine
+from services.ledger.ledger import LineRef
 from services.ledger.service import LedgerService, priced
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
@@ -103,8 +103,7 @@ class DatedService(LedgerService[RequestT], Generic[RequestT, AvailabilityT]):
                 LineRef(ids.get(day), resource_name(wanted.site, wanted.kind, day), wanted.quantity) for day in dates
             ]
 
-        named = [NamedLine(resource_name(wanted.site, wanted.kind, day), wanted.quantity) for day in wanted.dates()]
-        return await self.ledger.hold(hold_key, resolve, expires_at, named)
+        return await self.ledger.hold(hold_key, resolve, expires_at, self.participant.rows(request))
 
     async def unknown(self, request: RequestT) -> str | None:
         """A site without that class is unknown; a date not on sale is the ledger's to refuse (409)."""

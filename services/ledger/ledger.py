@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,15 +76,6 @@ class LineRef:
     not on sale): the line is short by its whole quantity."""
 
     inventory_id: int | None
-    resource: str
-    quantity: int
-
-
-@dataclass(frozen=True)
-class NamedLine:
-    """One line a hold asks for, by its row's resource name (`inventory.resource`): what a participant can say of a
-    request without reading anything."""
-
     resource: str
     quantity: int
 
@@ -164,11 +155,11 @@ class Ledger:
     # ---- operations -------------------------------------------------------------------------------------
 
     async def hold(
-        self, hold_key: str, resolve: Resolver, expires_at: datetime, named: Sequence[NamedLine] | None = None
+        self, hold_key: str, resolve: Resolver, expires_at: datetime, named: Mapping[str, int] | None = None
     ) -> HoldResult:
-        """Hold the request's lines under `hold_key`. `named`: the same lines by their rows' resource names, when
-        the participant can say them without reading (then a new key's hold is one round trip); `resolve` is
-        still what the transaction asks, and what refuses."""
+        """Hold the request's lines under `hold_key`. `named`: the same lines as units per row's resource name
+        (`Participant.rows`), when the participant can say them without reading (then a new key's hold is one
+        round trip); `resolve` is still what the transaction asks, and what refuses."""
         _check_key(hold_key)
         if named is None:
             taken = await self._hold_at_once(hold_key, resolve, expires_at)
@@ -180,27 +171,23 @@ class Ledger:
         return self._result(hold_key, HoldStatus.ACTIVE, expires_at, [line for _, line in taken])
 
     async def _hold_named(
-        self, hold_key: str, named: Sequence[NamedLine], expires_at: datetime
+        self, hold_key: str, named: Mapping[str, int], expires_at: datetime
     ) -> list[tuple[RowState, HoldLine]] | None:
         """The commonest hold (a new key, room on every line) in one statement outside a transaction block, its
         rows named by resource (`hold_named_line` or `hold_named_lines`): 1 round trip where the transaction takes
         5. None when it wrote nothing, as `_hold_at_once`; a row missing or not holdable (a date not on sale, a
         departed flight) is one of those, and the transaction's resolver says why."""
-        if not named or any(line.quantity < 1 for line in named):
+        if not named or any(quantity < 1 for quantity in named.values()):
             return None
         async with pooled_driver(self.engine) as db:
             rows = await self._take_at_once(
-                db, (self._sql.hold_named_line, self._sql.hold_named_lines), hold_key,
-                [line.resource for line in named], [line.quantity for line in named], expires_at,
+                db, (self._sql.hold_named_line, self._sql.hold_named_lines), hold_key, list(named),
+                list(named.values()), expires_at,
             )
         if not rows:
             return None
-        quantities = {line.resource: line.quantity for line in named}
         # Ascending inventory id, the order the transaction and a duplicate's recorded lines answer in.
-        return [
-            self._taken(row, quantities[row["resource"]])
-            for row in sorted(rows, key=lambda row: row["id"])
-        ]
+        return [self._taken(row, named[row["resource"]]) for row in sorted(rows, key=lambda row: row["id"])]
 
     async def _hold_at_once(
         self, hold_key: str, resolve: Resolver, expires_at: datetime

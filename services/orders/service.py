@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import UnknownResource
-from services.ledger.ledger import LedgerTables, LineRef, NamedLine
+from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, ledger_transaction, read_transaction
@@ -51,9 +51,7 @@ class OrdersService(LedgerService[ItemsRequest]):
                     raise UnknownResource(line.sku)
             return [LineRef(ids[line.sku], line.sku, line.quantity) for line in wanted.items]
 
-        # A sku is its row's resource name.
-        named = [NamedLine(line.sku, line.quantity) for line in wanted.items]
-        return await self.ledger.hold(hold_key, resolve, expires_at, named)
+        return await self.ledger.hold(hold_key, resolve, expires_at, self.participant.rows(request))
 
     async def unknown(self, request: ItemsRequest) -> str | None:
         found = await self.available([line.sku for line in request.items])

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.errors import HoldNotActive, InvalidRequest, Unavailable, UnknownResource
-from services.ledger.ledger import LedgerTables, LineRef, NamedLine
+from services.ledger.ledger import LedgerTables, LineRef
 from services.ledger.service import LedgerService
 from services.ledger.statements import qualified
 from services.ledger.transaction import Driver, driver_transaction, ledger_transaction, pooled_driver, read_transaction
@@ -100,9 +100,10 @@ class WalletService(LedgerService[WalletRequest]):
                 raise UnknownResource(account)
             return [LineRef(found, account, amount)]
 
-        # A request without all three is only a known key's (see resolve): the transaction answers it.
+        # An account is no row of stock (the participant's `rows` is empty): named here. A request without all three
+        # is only a known key's (see resolve): the transaction answers it.
         named = (None if customer_id is None or currency is None or request.amount is None
-                 else [NamedLine(account_name(customer_id, currency), amount)])
+                 else {account_name(customer_id, currency): amount})
         try:
             return await self.ledger.hold(hold_key, resolve, expires_at, named)
         except Unavailable as short:

@@ -20,7 +20,7 @@ from services.flight.schemas import FlightInventory, FlightRequest
 from services.flight.service import FlightService
 from services.hotel.schemas import HotelInventory, HotelRequest
 from services.hotel.service import HotelService
-from services.ledger.ledger import Ledger, LineRef, NamedLine
+from services.ledger.ledger import Ledger, LineRef
 from services.ledger.transaction import LOCK_TIMEOUT, Driver
 from services.orders.schemas import ItemInventory, ItemLine, ItemsRequest
 from services.orders.service import OrdersService
@@ -214,7 +214,7 @@ async def test_named_lines_are_never_resolved_unless_the_transaction_answers(
     await orders.upsert(sku, ItemInventory(stock=3))
     named, resolved, short = (unique("wf") + ":orders" for _ in range(3))
     by_name = Resolver(sku, 2)
-    held = await orders.ledger.hold(named, by_name, later(), [NamedLine(sku, 2)])
+    held = await orders.ledger.hold(named, by_name, later(), {sku: 2})
     assert [(line.resource, line.quantity) for line in held.lines] == [(sku, 2)]
     assert by_name.calls == 0
     first = Resolver(sku, 1)
@@ -223,7 +223,7 @@ async def test_named_lines_are_never_resolved_unless_the_transaction_answers(
     assert transactions == []
     refused = Resolver(sku, 1)
     with pytest.raises(Unavailable):
-        await orders.ledger.hold(short, refused, later(), [NamedLine(sku, 1)])
+        await orders.ledger.hold(short, refused, later(), {sku: 1})
     assert refused.calls == 1 and transactions == [short]
     assert (await orders.availability(sku)).held == 3
     await assert_ledger_clean(services)
