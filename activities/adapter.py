@@ -8,14 +8,13 @@ another attempt (Busy) and which are final.
 from __future__ import annotations
 
 import functools
-import os
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
+from activities.crash import CrashPoints
 from activities.models import (
     DeclineInput,
     ExtendHoldInput,
@@ -79,29 +78,14 @@ class ParticipantActivities:
             raise ValueError(f"the {participant.name} activities need its operations, got {operations.name}")
         self.participant = participant
         self.operations = operations
-        # Deterministic crash points for the crash tests (tests/workflow/test_crash_points.py): a worker that dies
-        # at an exact step proves the saga settles and the ledger moves once. Inert unless set: read once here.
-        self._crash_before = os.environ.get("BOOKING_SAGA_CRASH_BEFORE", "")
-        self._crash_after = os.environ.get("BOOKING_SAGA_CRASH_AFTER", "")
-        self._crash_once = os.environ.get("BOOKING_SAGA_CRASH_ONCE", "")
-
-    def _crash_at(self, point: str, operation: str) -> None:
-        """SIGKILL this process if `point` names `<participant>.<operation>`; with BOOKING_SAGA_CRASH_ONCE only the
-        first time (the marker file, created atomically, tells a restarted or second worker not to)."""
-        if point != activity_name(self.participant.name, operation):
-            return
-        if self._crash_once:
-            try:
-                os.close(os.open(self._crash_once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                return
-        os.kill(os.getpid(), signal.SIGKILL)
+        self._crash = CrashPoints()
 
     async def _ledger(self, operation: str, call: Awaitable[T]) -> T:
         # BEFORE: nothing reached the ledger; AFTER: the ledger call returned (committed), its result is lost.
-        self._crash_at(self._crash_before, operation)
+        name = activity_name(self.participant.name, operation)
+        self._crash.before(name)
         result = await _translated(call)
-        self._crash_at(self._crash_after, operation)
+        self._crash.after(name)
         return result
 
     async def hold(self, params: HoldInput) -> HoldResult:

@@ -3,8 +3,9 @@
 - `checkout.record`: the saga's write of its view at a status change. A regular activity, not a local one: the
   saga schedules it in the same workflow task that answers the update (submit, confirm, cancel), so the answer
   leaves without waiting for PostgreSQL, while a local activity would run inside that task and delay it.
-- `checkout.load_record`, `checkout.mark_parts`: what a sale's cancellation (workflows/cancel_sale.py) reads and
-  writes.
+- `checkout.load_record`, `checkout.cancel_deadlines`, `checkout.mark_parts`: what a sale's cancellation
+  (workflows/cancel_sale.py) reads, checks and writes; local activities there (its LOCAL_PATCH), so a task run
+  again after its worker died runs them again: `mark_parts` writes nothing a change already made.
 
 Without a database (the benchmark's no-op floor) nothing is recorded and nothing is found.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from temporalio import activity
 
+from activities.crash import CrashPoints
 from services.bookings.models import (
     DEADLINES_ACTIVITY,
     LOAD_ACTIVITY,
@@ -40,6 +42,7 @@ class BookingActivities:
         self.records = records
         self.services = services or {}
         self.windows = windows or CancelWindows()
+        self._crash = CrashPoints()
 
     async def cancel_deadlines(self, asked: DeadlinesInput) -> dict[str, datetime]:
         """The parts whose window (`InventoryService.cancel_until`, declared by its participant) has closed, with
@@ -69,7 +72,10 @@ class BookingActivities:
             return await records.load(checkout_id) if records is not None else None
 
         async def mark_parts(change: MarkParts) -> BookingRecord | None:
-            return await records.change_parts(change) if records is not None else None
+            self._crash.before(MARK_ACTIVITY)
+            marked = await records.change_parts(change) if records is not None else None
+            self._crash.after(MARK_ACTIVITY)
+            return marked
 
         async def cancel_deadlines(asked: DeadlinesInput) -> dict[str, datetime]:
             return await self.cancel_deadlines(asked)

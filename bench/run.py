@@ -247,10 +247,6 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     hot_figures, details["hot row"] = await hot_row.run(stack.database_url, size, api.run_id, create_sku)
     figures += ledger_figures + hot_figures
 
-    log("cancelling sales")
-    cancel_figures, details["cancelling sales"] = await cancels.run(api, size)
-    figures += cancel_figures
-
     log("webhooks: outbox and relay at the real checkouts' rate")
     webhook_figures, details["webhooks"] = await webhooks.measure(
         stack.database_url, rate=saga_rate, seconds=webhooks.SECONDS[size.name])
@@ -274,6 +270,19 @@ async def scenarios(stack: BenchStack, size: Size, out: Path) -> tuple[list[Figu
     rss_after = {name: stack.rss_mib(name) for name in ("api", "workers")}
     memory_figures, details["memory"] = memory.figures(rss_at_start, rss_after)
     figures += memory_figures
+
+    # Last: its two sides restart the API and the workers, which the memory's figures must not see.
+    plain = shapes.STEP_RUNS[-1]
+
+    async def use(local: bool) -> None:
+        env = {**hooks.env(plain), "CANCEL_SALE_LOCAL_ACTIVITIES": "true" if local else "false"}
+        await asyncio.to_thread(stack.place, plain.placements, env)
+        stack.start_workers(noop=plain.noop)
+        await wait_for_workers(stack, api, checkouts=size.warmup_checkouts)
+
+    log("cancelling sales: the record as local activities, then as activity tasks, ABBA")
+    cancel_figures, details["cancelling sales"] = await cancels.run(api, client, size, use)
+    figures += cancel_figures
     return figures, details
 
 

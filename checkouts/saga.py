@@ -217,6 +217,7 @@ async def cancel_sale(
                 task_queues={service: settings.task_queue(service) for service in NAMES},
                 local_participants=list(local_names(settings.participant_placements)),
                 view=view.model_dump(mode="json") if view is not None else None,
+                local_records=settings.cancel_sale_local_activities,
             ),
             id=cancel_sale_id(checkout_id, parts),
             task_queue=settings.task_queue_checkout,

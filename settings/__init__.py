@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # A participant's placement overridden by name (JSON: PARTICIPANT_PLACEMENTS='{"cars": "remote"}'): each one's
     # own (Participant.placement) otherwise. API and workers must agree.
     participant_placements: dict[str, Literal["local", "remote"]] = Field(default_factory=dict)
+    # A sale's cancellation (CancelSale) reads and writes the booking record as local activities of the checkout
+    # worker: with local participants the whole cancellation is one workflow task. Off: each is an activity task of
+    # its own, listed with its attempts in the Temporal UI (while PostgreSQL is down, say), a round trip more each.
+    cancel_sale_local_activities: bool = True
     # A participant whose ledger lives in another database, by participant name (JSON); the rest use DATABASE_URL.
     participant_database_urls: dict[str, str] = Field(default_factory=dict)
 

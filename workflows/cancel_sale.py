@@ -14,13 +14,18 @@ Contract:
   parts), returns each part (`<participant>.return_sale`, retried; one that keeps failing marks the record
   NEEDS_ATTENTION and is tried again on the `retry_compensation` signal or every hour), then writes the parts'
   RETURNED holds and CANCELLED (no part left) into the record in one transaction (`checkout.mark_parts`).
+- The record's reads and writes and the windows' check are local activities of the checkout worker (LOCAL_PATCH,
+  `CancelSaleInput.local_records`): with local returns the whole cancellation is one workflow task. Exactly once
+  all the same: a run of a task again (its worker died before the server kept it) writes nothing twice, since its
+  record read finds what the lost run changed, and `mark_parts` changes nothing a change already made and then
+  answers the record as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -50,6 +55,14 @@ RECORD_CALL = timedelta(seconds=10)
 RECORD_WAIT = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0,
                           maximum_interval=timedelta(seconds=10), maximum_attempts=0)
 RETURN_RETRY_EVERY = timedelta(hours=1)
+T = TypeVar("T")
+# Under this patch the record's activities run as local activities (when the input asks for them): each regular one
+# was a round trip through the task queue and a workflow task more. Asked first thing, in the first workflow task,
+# where every replay asks it (workflows/checkout_saga.py says why that matters); histories without its marker run
+# them as activity tasks, as they were recorded.
+LOCAL_PATCH = "cancel-sale-local-records"
+# A local activity's retries wait inside the workflow task up to this long, then as durable timers (as the steps').
+LOCAL_RETRY_IN_TASK = timedelta(seconds=1)
 
 
 def workflow_id(checkout_id: str, parts: list[str]) -> str:
@@ -65,6 +78,9 @@ class CancelSaleInput(Frozen):
     local_participants: list[str] = []
     # The view the API saw (the saga's, when it still exists): written as the record if there is none yet.
     view: dict[str, Any] | None = None
+    # The record's reads and writes as local activities (LOCAL_PATCH); off: activity tasks of their own, each
+    # listed with its attempts in the Temporal UI (settings.cancel_sale_local_activities).
+    local_records: bool = True
 
 
 class ClosedWindow(Frozen):
@@ -82,9 +98,11 @@ class CancelSaleResult(Frozen):
 class CancelSale:
     def __init__(self) -> None:
         self._retry_requested = False
+        self._local = False
 
     @workflow.run
     async def run(self, params: CancelSaleInput) -> CancelSaleResult:
+        self._local = params.local_records and workflow.patched(LOCAL_PATCH)
         record = await self._record(params)
         view = CheckoutView.model_validate(record.view)
         sold = {h.service for h in view.holds if h.status == HoldStatus.CONFIRMED}
@@ -117,17 +135,15 @@ class CancelSale:
         """The record once it shows the sale (the saga writes CONFIRMED just after answering the confirm)."""
         if params.view is not None:  # no record yet (a checkout from before records): the API's view is one
             given = CheckoutView.model_validate(params.view)
-            await workflow.execute_activity(
+            await self._call(
                 RECORD_ACTIVITY,
                 RecordInput(checkout_id=given.checkout_id, customer_id=given.customer_id, status=given.status.value,
                             version=len(given.history), view=params.view),
-                result_type=bool, start_to_close_timeout=RECORD_CALL, retry_policy=RECORD_WAIT,
-                summary="record the checkout as the API saw it",
+                bool, "record the checkout as the API saw it",
             )
         while True:
-            record = await workflow.execute_activity(
-                LOAD_ACTIVITY, params.checkout_id, result_type=BookingRecord | None,  # type: ignore[arg-type]
-                start_to_close_timeout=RECORD_CALL, retry_policy=RECORD_WAIT, summary="read the booking record",
+            record: BookingRecord | None = await self._call(
+                LOAD_ACTIVITY, params.checkout_id, BookingRecord | None, "read the booking record",  # type: ignore[arg-type]
             )
             if record is not None and record.status not in ("PENDING", "HELD"):
                 return record
@@ -137,11 +153,10 @@ class CancelSale:
         self, checkout_id: str, parts: list[str], request: dict[str, Any], confirmed_at: datetime
     ) -> list[ClosedWindow]:
         # The activity judges the windows by its clock (the answer is recorded: replays see the same).
-        closed: dict[str, datetime] = await workflow.execute_activity(
+        closed: dict[str, datetime] = await self._call(
             DEADLINES_ACTIVITY, DeadlinesInput(checkout_id=checkout_id, parts=parts, request=request,
                                                confirmed_at=confirmed_at),
-            result_type=dict[str, datetime], start_to_close_timeout=RECORD_CALL, retry_policy=RECORD_WAIT,
-            summary="cancellation windows",
+            dict[str, datetime], "cancellation windows",
         )
         return [ClosedWindow(part=_fields([part])[0], until=until) for part, until in sorted(closed.items())]
 
@@ -208,11 +223,23 @@ class CancelSale:
             pass
 
     async def _mark(self, change: MarkParts) -> BookingRecord | None:
-        result: BookingRecord | None = await workflow.execute_activity(
-            MARK_ACTIVITY, change, result_type=BookingRecord | None,  # type: ignore[arg-type]
-            start_to_close_timeout=RECORD_CALL, retry_policy=RECORD_WAIT, summary=change.reason,
+        result: BookingRecord | None = await self._call(
+            MARK_ACTIVITY, change, BookingRecord | None, change.reason,  # type: ignore[arg-type]
         )
         return result
+
+    async def _call(self, name: str, argument: object, result_type: type[T], summary: str) -> T:
+        """One of the record's activities (services/bookings), retried until the database answers: local under
+        LOCAL_PATCH, an activity task on the workflow's own queue before it."""
+        if self._local:
+            return await workflow.execute_local_activity(
+                name, argument, result_type=result_type, start_to_close_timeout=RECORD_CALL,
+                retry_policy=RECORD_WAIT, summary=summary, local_retry_threshold=LOCAL_RETRY_IN_TASK,
+            )
+        return await workflow.execute_activity(
+            name, argument, result_type=result_type, start_to_close_timeout=RECORD_CALL, retry_policy=RECORD_WAIT,
+            summary=summary,
+        )
 
 
 def _fields(parts: list[str]) -> list[str]:

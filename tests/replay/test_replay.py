@@ -27,6 +27,8 @@ EXPECTED = {
     "recorded_happy", "part_released", "sale_cancelled", "part_returned", "cancel_window_closed",
     # a paid sale's part returned and its share refunded (CancelSale with a payment)
     "paid_sale_cancelled",
+    # CancelSale's paths again under cancel-sale-local-records (the record's activities local: one workflow task)
+    "sale_cancelled_v2", "part_returned_v2", "cancel_window_closed_v2", "paid_sale_cancelled_v2",
     # a paid checkout started with the API's quote: authorized beside the holds, declined, refused as repriced
     "paid_beside", "paid_beside_declined", "paid_repriced",
     # every CheckoutSaga path again, started under patches-asked-at-start (one patch, in the first task)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -37,7 +38,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from checkouts import saga
+from services.bookings.models import MARK_ACTIVITY
+from services.bookings.records import BookingRecords
 from services.db import create_engine
+from services.events.model import EventType as EventType_
+from services.events.outbox import EventRow
 from services.registry import NAMES, AnyService, build_services
 from services.types import HoldStatus, Money
 from services.wallet.schemas import WalletQuery
@@ -350,6 +355,54 @@ async def test_crash_around_a_sale_return(stack: Stack, ledgers: dict[str, AnySe
     cancelled = CheckoutView.model_validate(outcome.view)
     assert cancelled.status == CheckoutStatus.CANCELLED and not outcome.closed, outcome
     assert_holds(cancelled, HoldStatus.RETURNED)
+    assert await counters(ledgers, inventory) == NOTHING
+    await assert_ledger_clean(ledgers)
+
+
+async def test_crash_after_a_sale_marked_cancelled(
+    stack: Stack, ledgers: dict[str, AnyService], migrated_database_url: str
+) -> None:
+    """A confirmed checkout cancelled (CancelSale), the worker dying just after `checkout.mark_parts` committed the
+    record CANCELLED, before the server kept the workflow task (a local activity: its result is lost with the task).
+    The standby runs the task again. Local: the whole cancellation was that one task, so its record read runs
+    again, finds nothing left sold and answers the record as it is. Remote: the returns' results came in an earlier
+    task, so only the mark runs again and finds the record already as asked (`changed_parts`: no change; a mark
+    that wrote anyway fails this). Either way CANCELLED once, one history entry and one `checkout.cancelled` event,
+    nothing sold."""
+    inventory = await seed(ledgers)
+    pair = await stack.start_all(MARK_ACTIVITY)
+    view = await submit(stack, inventory, hold_seconds=120)
+    assert view.status == CheckoutStatus.HELD, view
+    confirmed = await saga.update(stack.client, view.checkout_id, CONFIRM)
+    assert confirmed.status == CheckoutStatus.CONFIRMED, confirmed
+    await stack.client.get_workflow_handle(view.checkout_id).result()  # closed: its record is written
+
+    outcome = await saga.cancel_sale(stack.client, stack.settings, view.checkout_id, [], None)
+    answered = datetime.now(UTC)
+    died = await assert_one_died(stack, pair)
+    cancel = stack.client.get_workflow_handle(cancel_sale_id(view.checkout_id, []))
+    await report_takeover(stack, cancel, died, answered, "record marked")
+    cancelled = CheckoutView.model_validate(outcome.view)
+    assert cancelled.status == CheckoutStatus.CANCELLED and not outcome.closed, outcome
+    assert_holds(cancelled, HoldStatus.RETURNED)
+    assert [c.reason for c in cancelled.history].count("sale cancelled") == 1, cancelled.history
+    # The record's activities were local: none was an activity task (the task ran again, not an activity attempt).
+    scheduled = [event async for event in cancel.fetch_history_events()
+                 if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                 and event.activity_task_scheduled_event_attributes.activity_type.name == MARK_ACTIVITY]
+    assert scheduled == []
+    engine = create_engine(migrated_database_url, pool_size=1)
+    try:
+        record = await BookingRecords(engine).load(view.checkout_id)
+        async with engine.connect() as conn:
+            events = (await conn.execute(
+                select(EventRow.type).where(EventRow.checkout_id == view.checkout_id).order_by(EventRow.id)
+            )).scalars().all()
+    finally:
+        await engine.dispose()
+    assert record is not None and record.status == "CANCELLED", record
+    assert record.view == outcome.view
+    assert events.count(EventType_.CANCELLED) == 1, events
     assert await counters(ledgers, inventory) == NOTHING
     await assert_ledger_clean(ledgers)
 
