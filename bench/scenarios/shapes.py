@@ -119,6 +119,10 @@ STEP_VARIANTS = (
     # The relay as before its rounds were batched: a round (a fan-out and a lease) per commit.
     Shape("step_webhooks_per_commit", "real, local + webhooks, a relay round per commit", "local", noop=False,
           webhooks=True, env=(("WEBHOOK_ROUND_SECONDS", "0"),)),
+    # Every step at once (the whole booking's steps) beside the same plain runs as each step alone: whether the
+    # steps cost more together than apart, or the shapes' phase, where the whole booking runs, drifts from this one.
+    Shape("step_all", "real, local + every step (the whole booking)", "local", noop=False, rate_limit=True,
+          webhooks=True, paid=True),
 )
 # The plain runs: number n runs right before STEP_VARIANTS[n] (and the last after the last variant).
 STEP_PLAINS = tuple(Shape(f"step_plain_{n}", f"real, local (the steps' baseline, run {n + 1})", "local", noop=False)
@@ -137,6 +141,8 @@ STEPS = (
     ("cut: payment beside the holds", STEP_VARIANTS[3], STEP_VARIANTS[4]),
     # A cut of the relay: its rounds batched against a round per commit (both deliver every event).
     ("cut: relay rounds batched", STEP_VARIANTS[2], STEP_VARIANTS[6]),
+    # Not a step: the rate limiter, webhooks and the wallet at once, as in the whole booking.
+    ("every step together", STEP_VARIANTS[7], STEP_PLAIN),
 )
 
 

@@ -6,8 +6,10 @@ The steps: the payload codec (on in the plain checkout: its run without it is th
 a rate no bench caller reaches: every request counted, none refused), webhooks (the outbox's events delivered by
 the relay to a local receiver) and the wallet's payment (the API's quote authorized beside the holds, on priced
 inventory); and two cuts: the payment beside the holds against after them (both sides paid), and the relay's
-rounds batched against a round per commit (both with webhooks). Every run is measured at c=1 (one checkout's own
-time, with its phases) and at c=5 (STEP_LEVELS).
+rounds batched against a round per commit (both with webhooks); and every step together (the rate limiter,
+webhooks and the wallet at once, the whole booking's steps) against the same plain runs, which says whether the
+steps cost more together than their ratios one at a time. Every run is measured at c=1 (one checkout's own time,
+with its phases) and at c=5 (STEP_LEVELS).
 Each is a ratio, the step over without it: at c=5 checkouts/s, p50 and CPU per checkout (every process of the
 system summed: bench/cpu.py; on a machine whose cores the run fills, the CPU is the steadiest of the three), at c=1
 the p50, with each phase's in the table.

@@ -134,7 +134,7 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
     assert [row["step"] for row in steps["table"]] == [step for step, _, _ in STEPS]
     assert all(value > 0 for row in steps["table"] for value in row["per_second"]), steps["table"]
     assert all(cpu["total"] > 0 for row in steps["table"] for cpu in row["cpu_ms_per_checkout"]), steps["table"]
-    for key in ("step_wallet", "step_wallet_after"):
+    for key in ("step_wallet", "step_wallet_after", "step_all"):
         assert steps["runs"][key]["wallets_authorized"] == steps["runs"][key]["checkouts"], key
     # Every step at c=1 too: both sides' answers and every phase of each (the plain side pooled).
     for row in steps["table"]:
@@ -143,7 +143,7 @@ def test_tiny_bench_finishes_and_reports_every_scenario(tmp_path: Path) -> None:
         assert all(list(phases) == list(PHASES) for phases in one["phases_p50_ms"]), row
         figure = by_name[f"{row['step']}: p50 at c={PHASE_LEVEL}"]
         assert (figure["value"], figure["baseline"]) == tuple(one["p50_ms"]), figure
-    for key in ("step_webhooks", "step_webhooks_per_commit"):
+    for key in ("step_webhooks", "step_webhooks_per_commit", "step_all"):
         assert steps["runs"][key]["webhooks_delivered"] >= steps["runs"][key]["placed"], key
 
     sale = results["scenarios"]["flash sale"]
