@@ -2,7 +2,9 @@
 
 - `checkout.record`: the saga's write of its view at a status change. A regular activity, not a local one: the
   saga schedules it in the same workflow task that answers the update (submit, confirm, cancel), so the answer
-  leaves without waiting for PostgreSQL, while a local activity would run inside that task and delay it.
+  leaves without waiting for PostgreSQL, while a local activity would run inside that task and delay it. (A
+  sale's cancellation writes the API's view with it as a local activity: it answers only after its record
+  writes anyway.)
 - `checkout.load_record`, `checkout.cancel_deadlines`, `checkout.mark_parts`: what a sale's cancellation
   (workflows/cancel_sale.py) reads, checks and writes; local activities there (its LOCAL_PATCH), so a task run
   again after its worker died runs them again: `mark_parts` writes nothing a change already made.
