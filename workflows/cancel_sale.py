@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from services.registry import PARTICIPANTS, participant
     from services.types import Frozen, HoldResult, HoldStatus
     from workflows.models import RETRY_COMPENSATION_SIGNAL, CheckoutRequest, CheckoutView
-    from workflows.steps import Steps
+    from workflows.steps import LOCAL_RETRY_IN_TASK, Steps
 
 CANCEL_SALE_WORKFLOW = "CancelSale"
 RECORD_CALL = timedelta(seconds=10)
@@ -61,8 +61,6 @@ T = TypeVar("T")
 # where every replay asks it (workflows/checkout_saga.py says why that matters); histories without its marker run
 # them as activity tasks, as they were recorded.
 LOCAL_PATCH = "cancel-sale-local-records"
-# A local activity's retries wait inside the workflow task up to this long, then as durable timers (as the steps').
-LOCAL_RETRY_IN_TASK = timedelta(seconds=1)
 
 
 def workflow_id(checkout_id: str, parts: list[str]) -> str:
